@@ -1,0 +1,227 @@
+"""The seed tutorial's two networks, exactly as it defines them, and configurable variants.
+
+``SeedMLP`` and ``SeedCNN`` are the tutorial's ``Net`` and ``ConvNet`` line for line (same
+attribute names, so their state dicts match the tutorial's). ``MLP`` and ``CNN`` take a
+config dataclass and add what a student may want to try: widths, channels, dropout,
+batch norm. ``build_model`` returns the seed class when the config is the seed's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Union
+
+import torch
+import torch.nn as nn
+
+
+class SeedMLP(nn.Module):
+    """The seed's fully connected net: 784-128-64-10 with ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.fc2 = nn.Linear(128, 64)
+        self.fc3 = nn.Linear(64, 10)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        x = x.view(-1, 784)
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        x = self.fc3(x)
+        return x
+
+
+class SeedCNN(nn.Module):
+    """The seed's LeNet-style CNN: conv 1->6 k5, pool, conv 6->16 k5, pool, fc 256-120-84-10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        x = self.pool(self.relu(self.conv1(x)))  # [B, 6, 12, 12]
+        x = self.pool(self.relu(self.conv2(x)))  # [B, 16, 4, 4]
+        x = x.view(-1, 16 * 4 * 4)
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        x = self.fc3(x)
+        return x
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    hidden: tuple[int, ...] = (128, 64)  # the seed's widths
+    dropout: float = 0.0  # after each hidden layer
+    batch_norm: bool = False  # before each hidden ReLU
+    kind: str = "mlp"
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    channels: tuple[int, int] = (6, 16)  # the seed's two 5x5 conv layers
+    fc: tuple[int, ...] = (120, 84)  # hidden widths of the classifier head
+    dropout: float = 0.0  # before each fc layer
+    batch_norm: bool = False  # after each conv
+    kind: str = "cnn"
+
+
+ModelConfig = Union[MLPConfig, CNNConfig]
+
+
+def _check(cfg: ModelConfig) -> None:
+    widths = cfg.hidden if isinstance(cfg, MLPConfig) else tuple(cfg.channels) + tuple(cfg.fc)
+    if isinstance(cfg, CNNConfig) and len(cfg.channels) != 2:
+        raise ValueError("a CNN config has exactly two conv layers")
+    if any(int(w) < 1 or int(w) > 4096 for w in widths):
+        raise ValueError("layer widths must be between 1 and 4096")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError("dropout must be in [0, 1)")
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: MLPConfig = MLPConfig()):
+        super().__init__()
+        _check(cfg)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = 784
+        for h in cfg.hidden:
+            layers.append(nn.Linear(width, h))
+            if cfg.batch_norm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.ReLU())
+            if cfg.dropout:
+                layers.append(nn.Dropout(cfg.dropout))
+            width = h
+        layers.append(nn.Linear(width, 10))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class CNN(nn.Module):
+    def __init__(self, cfg: CNNConfig = CNNConfig()):
+        super().__init__()
+        _check(cfg)
+        c1, c2 = cfg.channels
+        bn = (lambda c: nn.BatchNorm2d(c)) if cfg.batch_norm else (lambda c: nn.Identity())
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 5), bn(c1), nn.ReLU(), nn.MaxPool2d(2, 2),  # [B, c1, 12, 12]
+            nn.Conv2d(c1, c2, 5), bn(c2), nn.ReLU(), nn.MaxPool2d(2, 2),  # [B, c2, 4, 4]
+        )
+        head: list[nn.Module] = [nn.Flatten()]
+        width = c2 * 4 * 4
+        for h in cfg.fc:
+            if cfg.dropout:
+                head.append(nn.Dropout(cfg.dropout))
+            head += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        if cfg.dropout:
+            head.append(nn.Dropout(cfg.dropout))
+        head.append(nn.Linear(width, 10))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def is_seed(cfg: ModelConfig) -> bool:
+    return cfg == (MLPConfig() if isinstance(cfg, MLPConfig) else CNNConfig())
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    if isinstance(cfg, MLPConfig):
+        return SeedMLP() if is_seed(cfg) else MLP(cfg)
+    if isinstance(cfg, CNNConfig):
+        return SeedCNN() if is_seed(cfg) else CNN(cfg)
+    raise TypeError(f"not a model config: {cfg!r}")
+
+
+def count_parameters(model_or_cfg: nn.Module | ModelConfig) -> int:
+    model = model_or_cfg if isinstance(model_or_cfg, nn.Module) else build_model(model_or_cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe(cfg: ModelConfig) -> str:
+    """A short human name: 'seed CNN', 'CNN 16-32 / 128, batch norm, dropout 0.25'."""
+    if is_seed(cfg):
+        return "seed MLP" if isinstance(cfg, MLPConfig) else "seed CNN"
+    if isinstance(cfg, MLPConfig):
+        parts = ["MLP 784-" + "-".join(map(str, cfg.hidden)) + "-10"]
+    else:
+        parts = ["CNN " + "-".join(map(str, cfg.channels)) + " / " + "-".join(map(str, cfg.fc))]
+    if cfg.batch_norm:
+        parts.append("batch norm")
+    if cfg.dropout:
+        parts.append(f"dropout {cfg.dropout:g}")
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- registry
+
+REGISTRY: dict[str, ModelConfig] = {
+    "seed-mlp": MLPConfig(),
+    "seed-cnn": CNNConfig(),
+    "wide-mlp": MLPConfig(hidden=(512, 256), dropout=0.2),
+    "deep-mlp": MLPConfig(hidden=(256, 128, 64), batch_norm=True),
+    "wide-cnn": CNNConfig(channels=(16, 32), fc=(128,), dropout=0.25, batch_norm=True),
+}
+
+
+def registry_table() -> list[dict]:
+    """One row per registered model, for a UI or ``--help``: name, description, parameters."""
+    return [{"name": k, "description": describe(c), "parameters": count_parameters(c)} for k, c in REGISTRY.items()]
+
+
+def config_to_dict(cfg: ModelConfig) -> dict:
+    d = asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def config_from_dict(d: dict) -> ModelConfig:
+    """Rebuild a config from plain data (a checkpoint, a URL); refuses unknown keys and kinds."""
+    if not isinstance(d, dict):
+        raise ValueError("a model config must be a mapping")
+    kind = d.get("kind")
+    cls = {"mlp": MLPConfig, "cnn": CNNConfig}.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown model kind {kind!r}")
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+    kwargs = {}
+    for k, v in d.items():
+        if k in ("hidden", "channels", "fc"):
+            if not isinstance(v, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+                raise ValueError(f"model config field {k!r} must be a list of integers")
+            v = tuple(v)
+        elif k == "dropout":
+            v = float(v)
+        elif k == "batch_norm":
+            v = bool(v)
+        kwargs[k] = v
+    cfg = cls(**kwargs)
+    _check(cfg)
+    return cfg
+
+
+def resolve(name_or_cfg: str | ModelConfig) -> ModelConfig:
+    if isinstance(name_or_cfg, (MLPConfig, CNNConfig)):
+        return name_or_cfg
+    try:
+        return REGISTRY[name_or_cfg]
+    except KeyError:
+        raise ValueError(f"unknown model {name_or_cfg!r}; choose one of {', '.join(REGISTRY)}") from None
+
+
+def example_input(batch: int = 1) -> torch.Tensor:
+    return torch.zeros(batch, 1, 28, 28)

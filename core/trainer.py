@@ -1,0 +1,439 @@
+"""The training loop, shared by the CLI, the dashboard, the benchmark and the tests.
+
+``Trainer.run()`` is a generator of small frozen events holding plain numbers. It knows
+nothing about how they are shown. A ``TrainControl`` lets another thread stop, pause and
+resume it between batches, and ``Trainer.snapshot()`` hands another thread a consistent
+copy of the weights to predict with while training goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterator, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core import models as M
+from core.data import Augment, BatchSampler, Dataset, Split, load_dataset
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "onecycle", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_LR = 10.0  # far past divergence for every model here; higher is a typo, not an experiment
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "mnist"
+    model: M.ModelConfig = field(default_factory=M.CNNConfig)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD and RMSprop only
+    nesterov: bool = False  # SGD only
+    weight_decay: float = 0.0
+    batch_size: int = 64  # the seed's
+    epochs: int = 3
+    schedule: str = "constant"
+    augment: bool = False
+    seed: int | None = 0  # None: a different run each time
+    device: str = "auto"
+    target_acc: float | None = None  # stop once the test accuracy reaches this (0-1)
+    train_subset: int | None = None  # train on the first N samples only (to show overfitting)
+    log_every: int = 0  # batches per BatchEvent; 0: every batch on the CPU, every 25 on a GPU
+
+    def validate(self, train_size: int | None = None) -> None:
+        """Raise ValueError with a message a student can act on."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr)) or not 0 < self.lr <= MAX_LR:
+            raise ValueError(f"learning rate must be between 0 and {MAX_LR:g} (got {self.lr}); typical values are 1e-4 to 1")
+        if not 0 <= self.momentum < 1:
+            raise ValueError("momentum must be in [0, 1)")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("Nesterov momentum needs SGD with a momentum above 0")
+        if not 0 <= self.weight_decay <= 1:
+            raise ValueError("weight decay must be in [0, 1]")
+        if self.epochs < 1:
+            raise ValueError("train for at least one epoch")
+        if self.epochs > 1000:
+            raise ValueError("at most 1000 epochs")
+        if self.batch_size < 1:
+            raise ValueError("batch size must be at least 1")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise ValueError("a training subset needs at least one sample")
+        n = train_size if self.train_subset is None or train_size is None else min(train_size, self.train_subset)
+        if n is not None and self.batch_size > n:
+            raise ValueError(f"batch size {self.batch_size} is larger than the {n} training samples; choose at most {n}")
+        if self.target_acc is not None and not 0 < self.target_acc <= 1:
+            raise ValueError("target accuracy is a fraction between 0 and 1, e.g. 0.99")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = M.config_to_dict(self.model)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["model"] = M.config_from_dict(d["model"])
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ----------------------------------------------------------------------------- events
+
+@dataclass(frozen=True)
+class StartEvent:
+    device: str
+    model: str
+    parameters: int
+    dataset: str
+    train_samples: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    step: int  # 1-based, counted over the whole run
+    epoch: int  # 1-based
+    loss: float  # mean over the batches since the last BatchEvent
+    lr: float
+    samples_per_s: float
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float  # this epoch, evaluation included
+    elapsed: float  # since the run started, pauses excluded
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    reason: str  # finished | stopped | target reached | diverged | failed
+    message: str
+    epochs: int  # completed epochs
+    steps: int
+    train_seconds: float
+    samples_per_s: float
+    test_acc: float | None
+    test_loss: float | None
+
+
+Event = Union[StartEvent, BatchEvent, EpochEvent, EndEvent]
+
+
+# ----------------------------------------------------------------------------- control
+
+class TrainControl:
+    """Stop, pause and resume a run from any thread; honoured between batches."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._stop = False
+        self._paused = False
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop
+
+    @property
+    def paused(self) -> bool:
+        return self._paused and not self._stop
+
+    def wait_while_paused(self) -> float:
+        """Block while paused (not spinning); return the seconds spent waiting."""
+        if not self._paused:
+            return 0.0
+        t0 = time.perf_counter()
+        with self._cond:
+            while self._paused and not self._stop:
+                self._cond.wait()
+        return time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy of the weights on the CPU, taken between two batches."""
+
+    model_config: M.ModelConfig
+    state_dict: dict
+    step: int
+    epoch: int
+
+    def build(self) -> nn.Module:
+        model = M.build_model(self.model_config)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA, then MPS, then CPU for "auto"; a clear error for a device this machine lacks."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("no CUDA GPU is available on this machine; use device 'auto' or 'cpu'")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("Apple's MPS is not available on this machine; use device 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def available_devices() -> list[str]:
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.insert(0, "cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.insert(0, "mps")
+    return found
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, info, batch_size: int = 2000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split``."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=split.images.device)
+    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
+    for x, y in BatchSampler(split, info, batch_size, shuffle=False):
+        logits = model(x)
+        total_loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(split)
+    return total_loss.item() / n, correct.item() / n
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    wd = cfg.weight_decay
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+
+
+def make_schedule(cfg: TrainConfig, optimizer, total_steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return None
+
+
+def _all_finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+class Trainer:
+    """One training run. Build it, then iterate ``run()`` (in any thread)."""
+
+    snapshot_every_s = 0.5  # how stale a snapshot may get while training
+
+    def __init__(self, config: TrainConfig, dataset: Dataset | None = None, control: TrainControl | None = None):
+        self.config = config
+        self.control = control or TrainControl()
+        self.device = pick_device(config.device)
+        ds = dataset if dataset is not None else load_dataset(config.dataset)
+        config.validate(len(ds.train))
+        self.info = ds.info
+        train = ds.train if config.train_subset is None else ds.train.subset(config.train_subset)
+        self.train_split = train.to(self.device)
+        self.test_split = ds.test.to(self.device)
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        self.model = M.build_model(config.model).to(self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+        self.metrics: dict = {}  # final metrics, filled in at the end
+        self.history: list[Event] = []  # every EpochEvent and the EndEvent
+        self._snapshot: Snapshot | None = None
+        self._publish(step=0, epoch=0)
+
+    # -- snapshots ------------------------------------------------------------
+    def _publish(self, step: int, epoch: int) -> bool:
+        """Copy the weights to the CPU if they are all finite; return whether they were."""
+        state = self.model.state_dict()
+        if not _all_finite(v for v in state.values() if v.is_floating_point()):
+            return False
+        cpu_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        self._snapshot = Snapshot(self.config.model, cpu_state, step, epoch)  # one reference swap: atomic
+        return True
+
+    def snapshot(self) -> Snapshot | None:
+        """The latest consistent weights (at most ``snapshot_every_s`` old while training)."""
+        return self._snapshot
+
+    # -- the loop ---------------------------------------------------------------
+    def run(self) -> Iterator[Event]:
+        cfg, model, dev = self.config, self.model, self.device
+        augment = Augment() if cfg.augment else None
+        sampler = BatchSampler(self.train_split, self.info, cfg.batch_size, augment=augment, generator=self.generator)
+        steps_per_epoch = len(sampler)
+        total_steps = steps_per_epoch * cfg.epochs
+        optimizer = make_optimizer(cfg, model.parameters())
+        schedule = make_schedule(cfg, optimizer, total_steps)
+        log_every = cfg.log_every or (1 if dev.type == "cpu" else 25)
+
+        start = StartEvent(device_label(dev), M.describe(cfg.model), M.count_parameters(model), self.info.name,
+                           len(self.train_split), steps_per_epoch, total_steps)
+        yield start
+
+        step, epoch_done, paused_s = 0, 0, 0.0
+        t_start = time.perf_counter()
+        last_publish = t_start
+        test_loss = test_acc = None
+        reason, message = "finished", f"trained for {cfg.epochs} epochs"
+
+        def elapsed() -> float:
+            return time.perf_counter() - t_start - paused_s
+
+        def end(reason: str, message: str) -> EndEvent:
+            secs = elapsed()
+            ev = EndEvent(reason, message, epoch_done, step, secs, step * cfg.batch_size / secs if secs > 0 else 0.0,
+                          test_acc, test_loss)
+            self.metrics = {"reason": reason, "test_acc": test_acc, "test_loss": test_loss, "epochs": epoch_done,
+                            "steps": step, "train_seconds": secs, "samples_per_second": ev.samples_per_s}
+            self.history.append(ev)
+            self._publish(step, epoch_done)
+            model.eval()
+            return ev
+
+        model.train()
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                t_epoch = time.perf_counter()
+                loss_sum = torch.zeros((), device=dev)  # kept on the device: no sync per batch
+                correct = torch.zeros((), dtype=torch.long, device=dev)
+                window = torch.zeros((), device=dev)
+                window_n, window_t, seen = 0, time.perf_counter(), 0
+                for x, y in sampler:
+                    if self.control.stopped:
+                        break
+                    if self.control.paused:
+                        self._publish(step, epoch_done)
+                        waited = self.control.wait_while_paused()
+                        paused_s += waited
+                        window_t += waited
+                        if self.control.stopped:
+                            break
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    if schedule is not None:
+                        schedule.step()
+                    step += 1
+                    seen += len(y)
+                    detached = loss.detach()
+                    loss_sum += detached * len(y)
+                    window += detached
+                    window_n += 1
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    if window_n == log_every:
+                        mean_loss = window.item() / window_n
+                        if not math.isfinite(mean_loss):
+                            raise _Diverged(mean_loss)
+                        now = time.perf_counter()
+                        lr = optimizer.param_groups[0]["lr"]
+                        yield BatchEvent(step, epoch, mean_loss, lr, window_n * cfg.batch_size / max(now - window_t, 1e-9))
+                        window.zero_()
+                        window_n, window_t = 0, time.perf_counter()
+                        if window_t - last_publish >= self.snapshot_every_s:
+                            if not self._publish(step, epoch - 1):
+                                raise _Diverged(float("nan"))
+                            last_publish = window_t
+                if self.control.stopped:
+                    reason, message = "stopped", f"stopped by request after {step} steps"
+                    break
+                if window_n and not math.isfinite(window.item()):
+                    raise _Diverged(float("nan"))
+                test_loss, test_acc = evaluate(model, self.test_split, self.info)
+                model.train()
+                epoch_done = epoch
+                train_loss = loss_sum.item() / max(seen, 1)
+                if not math.isfinite(train_loss) or not math.isfinite(test_loss):
+                    raise _Diverged(train_loss)
+                ev = EpochEvent(epoch, train_loss, correct.item() / max(seen, 1), test_loss, test_acc,
+                                time.perf_counter() - t_epoch, elapsed())
+                self.history.append(ev)
+                self._publish(step, epoch)
+                last_publish = time.perf_counter()
+                yield ev
+                if cfg.target_acc is not None and test_acc >= cfg.target_acc:
+                    reason = "target reached"
+                    message = f"test accuracy {test_acc:.2%} reached the target {cfg.target_acc:.2%} after {epoch} epochs"
+                    break
+        except _Diverged:
+            snap = self._snapshot
+            if snap is not None:
+                model.load_state_dict(snap.state_dict)
+            test_loss, test_acc = evaluate(model, self.test_split, self.info)
+            yield end("diverged", "the learning rate is too high: the loss became NaN (not a number). "
+                      f"The last good weights, from step {snap.step if snap else 0}, were kept. "
+                      "Try a learning rate 10 times smaller.")
+            return
+        except torch.OutOfMemoryError:
+            yield end("failed", "out of memory: the model or the batch is too large for this device. "
+                      "Try a smaller batch size or a smaller model.")
+            return
+        yield end(reason, message)
+
+
+class _Diverged(Exception):
+    pass
+
+
+def train(config: TrainConfig, dataset: Dataset | None = None) -> tuple[Trainer, list[Event]]:
+    """Run to the end and return the trainer and all its events (for scripts and tests)."""
+    trainer = Trainer(config, dataset)
+    events = list(trainer.run())
+    return trainer, events
+
+
+def with_overrides(cfg: TrainConfig, **changes) -> TrainConfig:
+    return replace(cfg, **changes)

@@ -1,0 +1,110 @@
+import io
+import os
+import pickle
+
+import pytest
+import torch
+
+from core import checkpoint as C
+from core import models as M
+
+
+def make(cfg=M.CNNConfig()) -> C.Checkpoint:
+    torch.manual_seed(0)
+    model = M.build_model(cfg)
+    return C.from_model(model, cfg, train_config={"lr": 0.01}, metrics={"test_acc": 0.5}, name="test")
+
+
+def test_a_checkpoint_round_trips(tmp_path):
+    ckpt = make(M.MLPConfig(hidden=(32, 16), batch_norm=True))
+    path = C.save(ckpt, tmp_path / "sub" / "m.pt")
+    back = C.load(path)
+    assert back.model_config == ckpt.model_config and back.dataset == "mnist"
+    assert back.metrics == {"test_acc": 0.5} and back.train_config == {"lr": 0.01} and back.name == "test"
+    assert back.created.endswith("+00:00")
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(ckpt.build()(x), back.build()(x))
+    assert not list(tmp_path.glob("sub/.*.tmp"))  # no temporary file left behind
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = C.to_payload(make())
+    payload["metrics"] = Evil(marker)
+    path = tmp_path / "evil.pt"
+    torch.save(payload, path)
+    # prove the file really would run code with a plain unpickler
+    with pytest.raises(C.CheckpointError, match="refused"):
+        C.load(path)
+    assert not marker.exists()
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(Evil(marker)))
+    with pytest.raises(C.CheckpointError):
+        C.load(raw)
+    assert not marker.exists()
+    pickle.loads(raw.read_bytes())  # the control: an ordinary unpickler does run it
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"not a checkpoint at all", "not a readable PyTorch file"),
+])
+def test_garbage_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(C.CheckpointError, match=message):
+        C.load(path)
+
+
+def test_a_truncated_checkpoint_is_refused(tmp_path):
+    data = C.to_bytes(make())
+    with pytest.raises(C.CheckpointError, match="corrupt or truncated"):
+        C.load_bytes(data[: len(data) // 2])
+
+
+def test_another_programs_files_are_refused():
+    buf = io.BytesIO()
+    torch.save(M.SeedCNN().state_dict(), buf)
+    with pytest.raises(C.CheckpointError, match="bare state dict"):
+        C.load_bytes(buf.getvalue())
+    buf = io.BytesIO()
+    torch.save({"epoch": 3, "optimizer": {}}, buf)
+    with pytest.raises(C.CheckpointError, match="not a Digit Lab checkpoint"):
+        C.load_bytes(buf.getvalue())
+
+
+def test_weights_for_a_different_architecture_are_refused():
+    payload = C.to_payload(make(M.CNNConfig()))
+    payload["model_config"] = M.config_to_dict(M.MLPConfig())
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    with pytest.raises(C.CheckpointError, match="do not fit its model"):
+        C.load_bytes(buf.getvalue())
+
+
+def test_a_future_format_version_asks_for_an_update():
+    payload = C.to_payload(make())
+    payload["version"] = C.VERSION + 1
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    with pytest.raises(C.CheckpointError, match="newer Digit Lab"):
+        C.load_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("cfg", [M.CNNConfig(), M.MLPConfig(), M.CNNConfig(channels=(8, 16), batch_norm=True, dropout=0.3)])
+def test_the_torchscript_export_predicts_as_the_model(tmp_path, cfg):
+    ckpt = make(cfg)
+    C.export_torchscript(ckpt, tmp_path / "m.ts")
+    loaded = torch.jit.load(str(tmp_path / "m.ts"))
+    x = torch.randn(32, 1, 28, 28)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), ckpt.build()(x), atol=1e-5, rtol=1e-4)

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from core import models as M
+
+
+def test_seed_models_have_the_seed_shapes_and_parameter_counts():
+    mlp, cnn = M.build_model(M.MLPConfig()), M.build_model(M.CNNConfig())
+    assert isinstance(mlp, M.SeedMLP) and isinstance(cnn, M.SeedCNN)
+    # 784*128+128 + 128*64+64 + 64*10+10 and the LeNet-style layers of the seed
+    assert M.count_parameters(mlp) == 109_386
+    assert M.count_parameters(cnn) == 44_426
+    x = torch.randn(5, 1, 28, 28)
+    assert mlp(x).shape == (5, 10) and cnn(x).shape == (5, 10)
+    # the same attribute names as the tutorial, so its state dicts load here
+    assert list(mlp.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+    assert [k for k in cnn.state_dict() if k.endswith("weight")] == [
+        "conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight"]
+    assert cnn.conv1.weight.shape == (6, 1, 5, 5) and cnn.fc1.weight.shape == (120, 256)
+
+
+@pytest.mark.parametrize("name", list(M.REGISTRY))
+def test_every_registered_model_builds_and_runs(name):
+    cfg = M.REGISTRY[name]
+    model = M.build_model(cfg).eval()
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert M.config_from_dict(M.config_to_dict(cfg)) == cfg
+
+
+def test_variants_change_what_they_say():
+    wide = M.build_model(M.MLPConfig(hidden=(256,)))
+    assert M.count_parameters(wide) == 784 * 256 + 256 + 256 * 10 + 10
+    bn = M.build_model(M.CNNConfig(batch_norm=True))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules())
+    drop = M.build_model(M.CNNConfig(dropout=0.5)).train()
+    x = torch.randn(4, 1, 28, 28)
+    assert not torch.equal(drop(x), drop(x))  # dropout is active in training mode
+
+
+def test_registry_table_lists_parameter_counts():
+    rows = {r["name"]: r for r in M.registry_table()}
+    assert rows["seed-cnn"]["parameters"] == 44_426
+    assert rows["seed-mlp"]["description"] == "seed MLP"
+
+
+@pytest.mark.parametrize("bad", [
+    {"kind": "rnn"},
+    {"kind": "mlp", "hidden": [0]},
+    {"kind": "mlp", "hidden": "128"},
+    {"kind": "cnn", "channels": [6, 16, 32]},
+    {"kind": "mlp", "dropout": 1.5},
+    {"kind": "mlp", "evil": 1},
+])
+def test_invalid_model_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        M.config_from_dict(bad)
