@@ -38,6 +38,7 @@ class Preprocessed:
     scaled: np.ndarray | None = None  # longer side DIGIT_BOX px
     image: np.ndarray | None = None  # float32 [28, 28] in [0, 1], white ink on black: what the model sees
     steps: dict = field(default_factory=dict)
+    reason: str = ""  # when not ok: "empty", "dot" or "filled"
 
 
 def to_ink(pixels: np.ndarray, background: str = "auto") -> np.ndarray:
@@ -123,14 +124,14 @@ def preprocess(pixels: np.ndarray, background: str = "auto") -> Preprocessed:
     mask = ink > INK_THRESHOLD
     count = int(mask.sum())
     if count < max(3, MIN_INK_FRACTION * h * w):
-        return Preprocessed(False, "Nothing drawn yet: draw a digit.", ink)
+        return Preprocessed(False, "Nothing drawn yet: draw a digit.", ink, reason="empty")
     if count > MAX_FILL * h * w:
-        return Preprocessed(False, "The canvas is filled with ink: clear it and draw one digit.", ink)
+        return Preprocessed(False, "The canvas is filled with ink: clear it and draw one digit.", ink, reason="filled")
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     extent = max(bottom - top, right - left)
     if extent < MIN_EXTENT * min(h, w) and min(h, w) >= 56:
-        return Preprocessed(False, "That is only a dot: draw a bigger digit.", ink)
+        return Preprocessed(False, "That is only a dot: draw a bigger digit.", ink, reason="dot")
     cropped = np.where(ink[top:bottom, left:right] > INK_THRESHOLD * 0.5, ink[top:bottom, left:right], 0.0)
 
     cropped = normalise_stroke(cropped)

@@ -1,0 +1,1 @@
+"""Digit Lab's browser dashboard (Streamlit). Layout only: the work happens in ``core``."""

@@ -1,0 +1,35 @@
+"""Digit Lab: train a network and draw digits for it, in the browser.
+
+Start with ``bash scripts/app.sh`` (or ``streamlit run dashboard/app.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run` puts only this folder on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import state, widgets  # noqa: E402
+
+st.set_page_config(page_title="Digit Lab", page_icon=":material/draw:", layout="wide", initial_sidebar_state="expanded")
+
+sess = state.session()
+sess.adopt_finished_run()
+
+pages = [
+    st.Page("views/home.py", title="Start here", icon=":material/school:", default=True),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("views/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+]
+page = st.navigation(pages, position="top")
+
+with st.sidebar:
+    st.markdown("## :material/draw: Digit Lab")
+    widgets.sidebar()
+
+page.run()

@@ -1,0 +1,76 @@
+"""Plotly figures built from plain numbers: large type and strong colours, for a projector."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+
+INK = "#1f2937"
+RAW = "rgba(37, 99, 235, 0.28)"
+SMOOTH = "#2563eb"
+TEST = "#dc2626"
+TRAIN = "#2563eb"
+HIGHLIGHT = "#16a34a"
+BAR = "#94a3b8"
+MAX_POINTS = 1500  # more points than this add nothing visible and slow the browser
+
+
+def _layout(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=20)), height=height, margin=dict(l=10, r=10, t=50, b=10),
+        font=dict(size=15, color=INK), legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+        xaxis_title=x_title, yaxis_title=y_title, uirevision="keep",  # keep zoom while the data grows
+    )
+    return fig
+
+
+def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction (as TensorBoard draws it)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight ** i))
+    return out
+
+
+def _thin(xs: list, ys: list) -> tuple[list, list]:
+    if len(xs) <= MAX_POINTS:
+        return xs, ys
+    stride = -(-len(xs) // MAX_POINTS)
+    return xs[::stride] + [xs[-1]], ys[::stride] + [ys[-1]]
+
+
+def loss_figure(steps: list[int], losses: list[float], total_steps: int | None = None, height: int = 340) -> go.Figure:
+    fig = go.Figure()
+    sm = smooth(losses)
+    xs, raw = _thin(steps, losses)
+    _, smoothed = _thin(steps, sm)
+    fig.add_trace(go.Scatter(x=xs, y=raw, mode="lines", name="loss per batch", line=dict(color=RAW, width=1)))
+    fig.add_trace(go.Scatter(x=xs, y=smoothed, mode="lines", name="smoothed", line=dict(color=SMOOTH, width=3)))
+    if total_steps:
+        fig.update_xaxes(range=[0, total_steps])
+    if losses:
+        top = max(sm[: max(1, len(sm) // 20)] + [min(max(losses), 3.0)])
+        fig.update_yaxes(range=[0, max(top * 1.05, 0.1)])
+    return _layout(fig, "Loss", height, "cross-entropy", "step")
+
+
+def accuracy_figure(epochs: list[int], train_acc: list[float], test_acc: list[float], height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=epochs, y=[a * 100 for a in train_acc], mode="lines+markers", name="train",
+                             line=dict(color=TRAIN, width=3), marker=dict(size=9)))
+    fig.add_trace(go.Scatter(x=epochs, y=[a * 100 for a in test_acc], mode="lines+markers", name="test",
+                             line=dict(color=TEST, width=3), marker=dict(size=9)))
+    fig.update_xaxes(dtick=1)
+    return _layout(fig, "Accuracy per epoch", height, "%", "epoch")
+
+
+def probability_figure(probs: Sequence[float], classes: Sequence[str], height: int = 320) -> go.Figure:
+    best = max(range(len(probs)), key=lambda i: probs[i])
+    colours = [HIGHLIGHT if i == best else BAR for i in range(len(probs))]
+    fig = go.Figure(go.Bar(x=list(classes), y=[p * 100 for p in probs], marker_color=colours,
+                           text=[f"{p:.0%}" if p >= 0.01 else "" for p in probs], textposition="outside"))
+    fig.update_yaxes(range=[0, 110])
+    fig.update_xaxes(type="category")
+    return _layout(fig, "How sure is the model?", height, "probability (%)", "")

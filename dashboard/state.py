@@ -1,0 +1,120 @@
+"""Everything one browser session keeps, and the names of its session-state keys.
+
+Streamlit calls happen only in the script thread. The training thread lives inside a
+``TrainingRun`` (``core.session``) and is read through its lock-protected ``view()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+import torch.nn as nn
+
+from core import checkpoint, paths
+from core.data import DatasetInfo, dataset_info
+from core.session import TrainingRun
+
+# session-state keys, all in one place
+SESSION = "digitlab.session"
+CANVAS_KEY = "digitlab.canvas"
+TRAIN_PREFIX = "train."  # the Train page's widgets (persisted across pages and mirrored in the URL)
+
+
+@dataclass
+class ModelChoice:
+    """A model the Draw page can predict with, and how to describe it."""
+
+    model: nn.Module
+    name: str
+    detail: str  # test accuracy, when it was trained, or the live step
+    dataset: str
+    live: bool = False  # weights of a run still training
+
+    @property
+    def info(self) -> DatasetInfo:
+        return dataset_info(self.dataset)
+
+
+@dataclass
+class AppSession:
+    current: checkpoint.Checkpoint
+    current_source: str  # "bundled", "trained"
+    run: TrainingRun | None = None
+    runs_started: int = 0
+    canvas_generation: int = 0
+    last_drawing: object = None  # the last canvas pixels, re-read while weights change
+    canvas_bytes: bytes | None = None  # the PNG those pixels came from
+    stale_canvas: bytes | None = None  # after Clear: the old PNG, ignored until the canvas reports anew
+    _built: dict = field(default_factory=dict)
+
+    def adopt_finished_run(self) -> bool:
+        """Make a finished run's model the current one, once. True if it changed."""
+        run = self.run
+        if run is not None and run.done and run.result is not None and self._built.get("adopted") != run.ticket:
+            self._built["adopted"] = run.ticket
+            self.current, self.current_source = run.result, "trained"
+            self._built.pop("current", None)
+            return True
+        return False
+
+    def current_model(self) -> nn.Module:
+        cached = self._built.get("current")
+        if cached is None or cached[0] is not self.current:
+            cached = (self.current, self.current.build())
+            self._built["current"] = cached
+        return cached[1]
+
+    def model_for_drawing(self) -> ModelChoice:
+        """The live weights of a run in progress, else the current model."""
+        run = self.run
+        if run is not None and not run.done:
+            snap = run.snapshot()
+            if snap is not None and snap.step > 0:
+                key = (run.ticket, snap.step)
+                cached = self._built.get("live")
+                if cached is None or cached[0] != key:
+                    cached = (key, snap.build())
+                    self._built["live"] = cached
+                view = run.view(since_batch=10**12)
+                last = view.epochs[-1] if view.epochs else None
+                acc = f", test accuracy {last.test_acc:.1%} after epoch {last.epoch}" if last else ""
+                return ModelChoice(cached[1], "the model being trained",
+                                   f"live weights at step {snap.step:,}{acc}", run.config.dataset, live=True)
+        ck = self.current
+        acc = ck.metrics.get("test_acc")
+        parts = [f"test accuracy {acc:.2%}" if isinstance(acc, (int, float)) else "test accuracy unknown"]
+        drawn_acc = ck.metrics.get("drawn_acc")
+        if isinstance(drawn_acc, (int, float)):
+            parts.append(f"drawn digits {drawn_acc:.1%}")
+        if ck.created:
+            parts.append("trained " + ck.created.replace("T", " ").replace("+00:00", " UTC"))
+        name = ck.name or ck.description
+        if self.current_source == "bundled":
+            name = f"{name} (bundled)"
+        return ModelChoice(self.current_model(), name, ", ".join(parts), ck.dataset)
+
+
+@st.cache_resource(show_spinner=False)
+def bundled_checkpoint(path: str = str(paths.BUNDLED_MODEL)) -> checkpoint.Checkpoint:
+    """Read once per server; sessions share it read-only."""
+    return checkpoint.load(Path(path))
+
+
+def session() -> AppSession:
+    if SESSION not in st.session_state:
+        st.session_state[SESSION] = AppSession(current=bundled_checkpoint(), current_source="bundled")
+    return st.session_state[SESSION]
+
+
+def liveness_probe():
+    """A callable that tells a training thread whether this browser session is still connected."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None  # headless tests: no browser to lose
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session_id)

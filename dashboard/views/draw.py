@@ -1,0 +1,74 @@
+"""Draw: a digit on the canvas, and the current model's answer after every stroke."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from core.inference import classify
+from dashboard import charts, state, widgets
+
+CANVAS_PX = 280  # 10x MNIST's 28: a 20 px brush then scales to MNIST's 2-pixel strokes
+BRUSH_PX = 20
+
+sess = state.session()
+training = widgets.run_active()
+
+
+def clear() -> None:
+    """Empty the canvas in place (a new ``initial_drawing``); remounting it could swallow the next stroke."""
+    sess.canvas_generation += 1
+    sess.last_drawing = None
+    sess.stale_canvas = sess.canvas_bytes  # the canvas reports the old drawing until it has emptied itself
+
+
+def upscale(image: np.ndarray, factor: int = 8) -> np.ndarray:
+    return np.kron(np.clip(image, 0, 1), np.ones((factor, factor), np.float32))
+
+
+@st.fragment(run_every=1.0 if training else None)
+def answer_panel() -> None:
+    """Re-reads the same drawing every second while a run trains: the answer improves as you watch."""
+    choice = sess.model_for_drawing()
+    if choice.dataset != "mnist":
+        st.warning("The answering model was trained on Fashion-MNIST (clothing), so it will name a piece of "
+                   "clothing. Drawing is meant for digit models: train on MNIST to classify digits.")
+    pixels = sess.last_drawing
+    result = None if pixels is None else classify(choice.model, pixels, choice.info, background="dark")
+    if result is None or result.preprocessed.reason == "empty":
+        st.info("Draw a digit on the black canvas. The model answers when you lift the mouse or your finger.",
+                icon=":material/draw:")
+        return
+    if not result.ok:
+        st.warning(result.message, icon=":material/info:")
+        return
+    label = choice.info.classes[result.digit]
+    st.markdown(f"## Prediction: {label}")
+    st.markdown(f"**{result.confidence:.0%}** sure")
+    top = np.argsort(result.probabilities)[::-1][:3]
+    st.caption("Top 3: " + " · ".join(f"{choice.info.classes[i]} {result.probabilities[i]:.1%}" for i in top))
+    bars, seen = st.columns([3, 2])
+    with bars:
+        st.plotly_chart(charts.probability_figure(result.probabilities.tolist(), choice.info.classes),
+                        key="draw.probabilities", config={"displayModeBar": False, "staticPlot": True})
+    with seen:
+        st.image(upscale(result.preprocessed.image), caption="What the model saw (28×28)", clamp=True)
+    st.caption(f"Answered by **{choice.name}** · {choice.detail}")
+
+
+st.title("Draw a digit")
+left, right = st.columns([1, 1.4], gap="large")
+with left:
+    canvas = st_canvas(stroke_width=BRUSH_PX, stroke_color="#FFFFFF", background_color="#000000",
+                       height=CANVAS_PX, width=CANVAS_PX, drawing_mode="freedraw", return_image_data=True,
+                       update_streamlit=True, key=state.CANVAS_KEY,
+                       initial_drawing={"objects": [], "cleared": sess.canvas_generation})
+    st.button("Clear", on_click=clear, icon=":material/ink_eraser:", key="draw.clear")
+    png = canvas.image_bytes
+    if png is not None and png != sess.stale_canvas:
+        sess.stale_canvas = None
+        sess.canvas_bytes = png
+        sess.last_drawing = canvas.image_data
+with right:
+    answer_panel()

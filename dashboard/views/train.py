@@ -1,0 +1,193 @@
+"""Train: pick a model and its hyperparameters, start, and watch the loss fall live."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import streamlit as st
+
+from core import models as M
+from core.data import DATASETS
+from core.session import TrainingRun
+from core.trainer import TrainConfig, available_devices
+from dashboard import charts, state, widgets
+
+P = state.TRAIN_PREFIX
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
+BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512, 1024]
+WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+WIDTHS = [16, 32, 64, 128, 256, 512, 1024]
+CHANNELS = [2, 4, 6, 8, 16, 32, 64]
+LIVE_REFRESH_S = 1.0  # the charts redraw once a second: smooth enough, and half the browser work of 2 Hz
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+SCHEDULE_NAMES = {"constant": "constant", "onecycle": "one-cycle (warm up, then anneal)", "cosine": "cosine decay"}
+
+sess = state.session()
+running = widgets.run_active()
+
+
+def keep(**kw):
+    """Widget options that keep a setting across pages and mirror it in the URL (a shareable link)."""
+    return dict(persist_state="session", bind="query-params", disabled=running, **kw)
+
+
+def settings_ui() -> TrainConfig:
+    """The settings column: only gathers values and returns a config."""
+    st.markdown("#### Data and model")
+    dataset = st.selectbox("Data set", list(DATASETS), format_func=lambda k: DATASETS[k].title,
+                           key=P + "dataset", **keep())
+    kind = st.radio("Network", ["cnn", "mlp"], horizontal=True, key=P + "model",
+                    format_func=lambda k: {"cnn": "CNN (LeNet-style)", "mlp": "MLP (fully connected)"}[k], **keep())
+    custom = st.toggle("Customise the layers", key=P + "custom", **keep(
+        help="Off: exactly the tutorial's network. On: change widths, channels, dropout and batch norm."))
+    if kind == "mlp":
+        cfg: M.ModelConfig = M.MLPConfig()
+        if custom:
+            layers = st.slider("Hidden layers", 1, 3, 2, key=P + "layers", **keep())
+            defaults = [128, 64, 32]
+            hidden = tuple(st.select_slider(f"Width of hidden layer {i + 1}", WIDTHS, defaults[i],
+                                            key=P + f"width{i}", **keep()) for i in range(layers))
+            cfg = M.MLPConfig(hidden=hidden)
+    else:
+        cfg = M.CNNConfig()
+        if custom:
+            c1 = st.select_slider("Conv 1 channels", CHANNELS, 6, key=P + "c1", **keep())
+            c2 = st.select_slider("Conv 2 channels", CHANNELS, 16, key=P + "c2", **keep())
+            fc = st.select_slider("Fully connected width", WIDTHS, 128, key=P + "fc", **keep())
+            cfg = M.CNNConfig(channels=(c1, c2), fc=(fc, 84) if fc >= 84 else (fc,))
+    if custom:
+        dropout = st.slider("Dropout", 0.0, 0.7, 0.0, 0.05, key=P + "dropout", **keep())
+        bn = st.checkbox("Batch norm", key=P + "bn", **keep())
+        cfg = replace(cfg, dropout=dropout, batch_norm=bn)
+    st.caption(f"**{M.describe(cfg)}** · {M.count_parameters(cfg):,} parameters")
+
+    st.markdown("#### Optimisation")
+    opt = st.selectbox("Optimizer", list(OPTIMIZER_NAMES), index=1, format_func=OPTIMIZER_NAMES.get,
+                       key=P + "optimizer", **keep())
+    lr = st.select_slider("Learning rate (log scale)", LEARNING_RATES, 1e-3, format_func=lambda v: f"{v:g}",
+                          key=P + "lr", **keep())
+    momentum, nesterov = 0.9, False
+    if opt in ("sgd", "rmsprop"):
+        momentum = st.slider("Momentum", 0.0, 0.99, 0.9 if opt == "sgd" else 0.0, 0.01, key=P + "momentum", **keep())
+    if opt == "sgd":
+        nesterov = st.checkbox("Nesterov momentum", key=P + "nesterov", **keep())
+    wd = st.select_slider("Weight decay", WEIGHT_DECAYS, 0.0, format_func=lambda v: f"{v:g}",
+                          key=P + "weight_decay", **keep())
+    batch = st.select_slider("Batch size", BATCH_SIZES, 64, key=P + "batch_size", **keep())
+    epochs = st.slider("Epochs", 1, 30, 3, key=P + "epochs", **keep())
+    schedule = st.selectbox("Learning-rate schedule", list(SCHEDULE_NAMES), format_func=SCHEDULE_NAMES.get,
+                            key=P + "schedule", **keep())
+    augment = st.toggle("Augmentation (random rotate, shift, scale, shear, thicker strokes)", key=P + "augment",
+                        **keep())
+
+    with st.expander("More: seed, device, subset, target"):
+        seed = st.number_input("Seed (same seed, same run)", 0, 2**31 - 1, 0, key=P + "seed", **keep())
+        devices = ["auto"] + available_devices()
+        device = st.selectbox("Device", devices, key=P + "device", **keep(
+            help="auto picks CUDA, then Apple MPS, then the CPU. Found here: " + ", ".join(available_devices())))
+        subset = st.number_input("Train on the first N samples only (0 = all 60,000)", 0, 60_000, 0, 100,
+                                 key=P + "subset", **keep())
+        target = st.number_input("Stop at test accuracy (%; 0 = never)", 0.0, 100.0, 0.0, 0.5, key=P + "target",
+                                 **keep())
+    return TrainConfig(dataset=dataset, model=cfg, optimizer=opt, lr=float(lr), momentum=float(momentum),
+                       nesterov=bool(nesterov), weight_decay=float(wd), batch_size=int(batch), epochs=int(epochs),
+                       schedule=schedule, augment=bool(augment), seed=int(seed), device=device,
+                       train_subset=int(subset) or None, target_acc=(float(target) / 100) or None)
+
+
+def controls(cfg: TrainConfig) -> None:
+    problem = None
+    try:
+        cfg.validate(cfg.train_subset or 60_000)
+    except ValueError as err:
+        problem = str(err)
+    run = sess.run
+    c1, c2, c3 = st.columns(3)
+    if c1.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
+                 width="stretch", key="train.start_button"):
+        sess.runs_started += 1
+        sess.run = TrainingRun(cfg, liveness=state.liveness_probe(), name=f"Run {sess.runs_started}").start()
+        st.rerun()
+    paused = run is not None and run.view(since_batch=10**12).state == "paused"
+    if c2.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
+                 disabled=not running, width="stretch", key="train.pause_button"):
+        (run.resume if paused else run.pause)()
+        st.rerun()
+    if c3.button("Stop", icon=":material/stop:", disabled=not running, width="stretch", key="train.stop_button"):
+        run.stop()
+        st.rerun()
+    if problem:
+        st.error(problem)
+
+
+def end_summary(view) -> None:
+    end = view.end
+    if end.reason == "diverged":
+        st.error(f"**The run diverged.** {end.message}")
+    elif end.reason == "failed":
+        st.error(f"**The run failed.** {end.message}")
+    else:
+        acc = f"{end.test_acc:.2%}" if end.test_acc is not None else "not measured (stopped before an epoch ended)"
+        text = (f"**Run {end.reason}.** Test accuracy {acc} after {end.epochs} epoch(s), {end.steps:,} steps in "
+                f"{end.train_seconds:.1f} s ({end.samples_per_s:,.0f} samples/s).")
+        (st.warning if end.reason == "stopped" else st.success)(text)
+    if sess.current_source == "trained" and sess.run is not None and sess.current is sess.run.result:
+        st.caption("This model now answers on the Draw page.")
+
+
+@st.fragment(run_every=LIVE_REFRESH_S if running else None)
+def live_panel() -> None:
+    run = sess.run
+    if run is None:
+        st.info("Pick a model and its settings, then press **Start**. The loss appears here as it trains.",
+                icon=":material/model_training:")
+        return
+    cache = sess._built.setdefault("train_view", {"ticket": None, "steps": [], "losses": [], "last": None})
+    if cache["ticket"] != run.ticket:
+        cache.update(ticket=run.ticket, steps=[], losses=[], last=None)
+    view = run.view(since_batch=len(cache["steps"]))  # only the new batches are copied
+    cache["steps"] += [b.step for b in view.batches]
+    cache["losses"] += [b.loss for b in view.batches]
+    if view.batches:
+        cache["last"] = view.batches[-1]
+    if run.done and sess.adopt_finished_run():
+        st.rerun()  # the end of a run changes buttons and the current model: redraw the whole page
+    if view.state == "queued":
+        st.warning(f"Other runs are using this server's training slots. This run is number "
+                   f"{view.queue_position or 1} in line and starts by itself.")
+    elif view.start is None and view.end is None:
+        st.info("Loading the data and building the model…")
+    last = cache["last"]
+    if view.start is not None:
+        if not run.done:
+            step = last.step if last else 0
+            paused = "paused · " if view.state == "paused" else ""
+            st.progress(min(step / view.start.total_steps, 1.0),
+                        text=paused + widgets.eta_text(last, view.start.total_steps, view.config.epochs,
+                                                       view.started_at, view.paused_for))
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("Device", view.start.device)
+        m2.metric("Samples / s", f"{last.samples_per_s:,.0f}" if last else "–")
+        m3.metric("Loss (smoothed)", f"{charts.smooth(cache['losses'])[-1]:.3f}" if cache["losses"] else "–")
+        m4.metric("Test accuracy", f"{view.epochs[-1].test_acc:.2%}" if view.epochs else "after epoch 1")
+        st.plotly_chart(charts.loss_figure(cache["steps"], cache["losses"], view.start.total_steps),
+                        key="train.loss_chart", config={"displayModeBar": False})
+        if view.epochs:
+            st.plotly_chart(charts.accuracy_figure([e.epoch for e in view.epochs], [e.train_acc for e in view.epochs],
+                                                   [e.test_acc for e in view.epochs]), key="train.acc_chart",
+                            config={"displayModeBar": False})
+            st.dataframe([{"epoch": e.epoch, "train loss": round(e.train_loss, 4), "train acc": f"{e.train_acc:.2%}",
+                           "test loss": round(e.test_loss, 4), "test acc": f"{e.test_acc:.2%}",
+                           "seconds": round(e.seconds, 1)} for e in view.epochs], hide_index=True)
+    if view.end is not None:
+        end_summary(view)
+
+
+st.title("Train a network")
+left, right = st.columns([1, 2], gap="large")
+with left:
+    config = settings_ui()
+    controls(config)
+with right:
+    live_panel()

@@ -1,0 +1,143 @@
+"""The dashboard in a real Chromium, driven with a real mouse, against a real Streamlit server."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, StreamlitServer, artifacts_dir, digit_strokes, draw_on
+
+SHOTS = artifacts_dir()
+expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a speed assertion
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, mirror_root):
+    srv = StreamlitServer(tmp_path_factory.mktemp("browser") / "home")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+
+def canvas(page):
+    return page.locator("canvas").last  # fabric.js stacks its canvases; the top one takes the mouse
+
+
+def open_draw(page, server):
+    page.goto(server.url + "/draw")
+    expect(page.get_by_text("Draw a digit on the black canvas")).to_be_visible()
+    expect(canvas(page)).to_be_visible()
+
+
+def clear_canvas(page):
+    page.get_by_role("button", name="Clear").click()
+    expect(page.get_by_text("Draw a digit on the black canvas")).to_be_visible()
+    expect(prediction(page)).to_have_count(0)
+
+
+def prediction(page):
+    return page.get_by_text(re.compile(r"^Prediction: "))
+
+
+def test_draw_a_digit_see_the_prediction_then_clear(page, server):
+    open_draw(page, server)
+    page.screenshot(path=SHOTS / "1-draw-empty.png")
+    draw_on(page, canvas(page), digit_strokes(3))
+    expect(prediction(page)).to_have_text("Prediction: 3")
+    expect(page.get_by_text("What the model saw (28×28)")).to_be_visible()
+    expect(page.get_by_text(re.compile("Answered by .*bundled"))).to_be_visible()
+    page.screenshot(path=SHOTS / "2-draw-prediction-3.png")
+    clear_canvas(page)
+    expect(prediction(page)).to_have_count(0)
+    page.screenshot(path=SHOTS / "3-draw-cleared.png")
+
+
+WATCH_PREDICTION = """() => {
+    window.__mouseUp = null; window.__predicted = null;
+    window.addEventListener("mouseup", () => { window.__mouseUp = performance.now(); }, {capture: true, once: true});
+    const seen = () => [...document.querySelectorAll("h2")].some(h => h.innerText.startsWith("Prediction: "));
+    const obs = new MutationObserver(() => {
+        if (window.__mouseUp !== null && seen()) { window.__predicted = performance.now(); obs.disconnect(); }
+    });
+    obs.observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_mouse_up_to_prediction_latency(page, server):
+    """Mouse-up -> 'Prediction: N' on screen, timed inside the browser (performance.now()).
+
+    The figures go to artifacts/browser/latency.json and the test log, not into an assertion:
+    shared machines are noisy, and `python -m bench` is where speed is judged.
+    """
+    open_draw(page, server)
+    latencies, answers = [], []
+    digits = [0, 1, 2, 3, 6, 7, 8, 9] * 2  # single-stroke digits: one mouse-up each
+    for digit in digits:
+        page.evaluate(WATCH_PREDICTION)
+        draw_on(page, canvas(page), digit_strokes(digit))
+        expect(prediction(page)).to_have_count(1)
+        page.wait_for_function("() => window.__predicted !== null")
+        latencies.append(page.evaluate("() => window.__predicted - window.__mouseUp"))
+        answers.append(prediction(page).inner_text())
+        clear_canvas(page)
+    assert answers == [f"Prediction: {d}" for d in digits]
+    ms = sorted(latencies)
+    figures = {"drawings": len(ms), "p50_ms": round(statistics.median(ms), 1),
+               "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1), "max_ms": round(ms[-1], 1)}
+    (SHOTS / "latency.json").write_text(json.dumps(figures, indent=2))
+    print("mouse-up -> prediction:", figures)
+
+
+def test_train_live_then_the_new_model_answers(page, server):
+    # settings come from a shareable link: a short CNN run on part of MNIST
+    page.goto(server.url + "/train?train.subset=24000&train.epochs=2&train.batch_size=128")
+    start = page.get_by_role("button", name="Start")
+    expect(start).to_be_enabled()
+    expect(page.get_by_text("24000")).to_have_count(0)  # number inputs show the value in the input, not as text
+    start.click()
+    progress = page.get_by_text(re.compile(r"step [\d,]+/[\d,]+"))
+    expect(progress).to_be_visible(timeout=90_000)  # the first run also imports the data set
+    seen = set()
+    deadline = time.monotonic() + 120
+    while len(seen) < 3 and time.monotonic() < deadline:  # the chart and progress redraw while it trains
+        if page.get_by_text(re.compile(r"Run (finished|stopped|diverged)")).count():
+            break
+        try:
+            seen.add(progress.inner_text(timeout=2000))
+        except Exception:
+            pass
+        page.wait_for_timeout(300)
+    assert len(seen) >= 2, f"the progress text should update while training, saw {seen}"
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    page.screenshot(path=SHOTS / "4-train-running.png")
+    expect(page.get_by_text(re.compile(r"Run finished\. Test accuracy"))).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("Accuracy per epoch")).to_be_visible()
+    page.screenshot(path=SHOTS / "5-train-finished.png")
+    # back to Draw in the same session: the model just trained answers
+    page.get_by_role("link", name="Draw").first.click()
+    expect(canvas(page)).to_be_visible()
+    draw_on(page, canvas(page), digit_strokes(7))
+    expect(prediction(page)).to_have_text("Prediction: 7")
+    expect(page.get_by_text(re.compile(r"Answered by Run 1"))).to_be_visible()
+    page.screenshot(path=SHOTS / "6-draw-with-trained-model.png")

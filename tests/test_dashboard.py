@@ -1,0 +1,131 @@
+"""Every page through Streamlit's AppTest: real scripts, real session state, no browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import drawn
+from dashboard import state
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def session(at: AppTest) -> state.AppSession:
+    return at.session_state[state.SESSION]
+
+
+@pytest.mark.parametrize("page, text", [(None, "Digit Lab"), ("views/train.py", "Train a network"),
+                                        ("views/draw.py", "Draw a digit")])
+def test_every_page_renders_without_exceptions(page, text):
+    at = app(page)
+    assert any(t.value == text for t in at.title)
+    assert session(at).current_source == "bundled"
+
+
+def drawing(digit: int) -> np.ndarray:
+    """A white-on-black canvas as the Draw page receives it (RGBA)."""
+    style = drawn.Style(height=0.7, aspect=0.68, cx=0.5, cy=0.5, slant=0.05, rotate_deg=0, stroke=0.07, wobble=0)
+    ink = drawn.render(drawn.place(drawn.TEMPLATES[digit][0], style, 280), 280, 20)
+    return np.dstack([ink, ink, ink, np.full_like(ink, 255)])
+
+
+def test_draw_page_predicts_the_drawing_and_shows_what_the_model_saw():
+    at = app("views/draw.py")
+    assert any("Draw a digit on the black canvas" in i.value for i in at.info)
+    session(at).last_drawing = drawing(2)
+    at.run()
+    assert [m.value for m in at.markdown if m.value.startswith("## Prediction")] == ["## Prediction: 2"]
+    images = at.get("image")
+    assert len(images) == 1 and "What the model saw" in str(images[0].proto)
+    assert len(at.get("plotly_chart")) == 1  # the ten probabilities
+    assert any("Answered by" in c.value and "bundled" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("pixels, message", [
+    (np.zeros((280, 280, 4), np.uint8), "Draw a digit on the black canvas"),
+    (np.dstack([drawn.render([[(140.0, 140.0), (141.0, 141.0)]], 280, 20)] * 3 + [np.full((280, 280), 255, np.uint8)]),
+     "only a dot"),
+    (np.full((280, 280, 4), 255, np.uint8), "filled with ink"),
+])
+def test_draw_page_never_predicts_without_a_digit(pixels, message):
+    at = app("views/draw.py")
+    session(at).last_drawing = pixels
+    at.run()
+    assert not [m for m in at.markdown if m.value.startswith("## Prediction")]
+    assert any(message in e.value for e in list(at.info) + list(at.warning))
+
+
+def test_a_short_run_started_with_the_widgets_streams_events_and_becomes_the_current_model(mirror_root):
+    at = app("views/train.py")
+    at.radio(key="train.model").set_value("mlp")
+    at.number_input(key="train.subset").set_value(3000)
+    at.slider(key="train.epochs").set_value(2)
+    at.run()
+    assert not at.exception
+    at.button(key="train.start_button").click().run()
+    sess = session(at)
+    run = sess.run
+    assert run is not None and run.config.train_subset == 3000 and run.config.model.kind == "mlp"
+    assert run.join(timeout=120), "the run should finish"
+    view = run.view()
+    assert view.start is not None and len(view.batches) == 2 * 47 and len(view.epochs) == 2
+    assert view.end.reason == "finished"
+    at.run()
+    assert sess.current is run.result and sess.current_source == "trained"
+    assert any("Run finished" in s.value for s in at.success)
+    assert any(c.value == "Run 1" for c in at.text)  # the sidebar names the model that answers
+    at.switch_page("views/draw.py")
+    at.run()
+    sess.last_drawing = drawing(7)
+    at.run()
+    assert any("Answered by" in c.value and "Run 1" in c.value for c in at.caption)
+
+
+def test_a_diverging_run_is_explained_in_words_a_student_understands(mirror_root):
+    at = app("views/train.py")
+    at.radio(key="train.model").set_value("mlp")
+    at.selectbox(key="train.optimizer").set_value("sgd")
+    at.run()
+    at.select_slider(key="train.lr").set_value(10.0)
+    at.slider(key="train.momentum").set_value(0.99)
+    at.number_input(key="train.subset").set_value(20000)
+    at.run()
+    at.button(key="train.start_button").click().run()
+    assert session(at).run.join(timeout=120)
+    at.run()
+    errors = [e.value for e in at.error]
+    assert any("The run diverged" in e and "learning rate is too high: the loss became NaN" in e for e in errors)
+
+
+def test_impossible_settings_disable_start_and_say_why():
+    at = app("views/train.py")
+    at.number_input(key="train.subset").set_value(100)
+    at.select_slider(key="train.batch_size").set_value(512)
+    at.run()
+    assert at.button(key="train.start_button").disabled
+    assert any("larger than the 100 training samples" in e.value for e in at.error)
+
+
+def test_settings_survive_a_page_switch():
+    at = app("views/train.py")
+    at.slider(key="train.epochs").set_value(7)
+    at.run()
+    at.switch_page("views/draw.py")
+    at.run()
+    at.switch_page("views/train.py")
+    at.run()
+    assert at.slider(key="train.epochs").value == 7
