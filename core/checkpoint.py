@@ -14,6 +14,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,12 +199,14 @@ def export_torchscript(ckpt: Checkpoint, path: str | Path | None = None, *, chec
     """
     model = ckpt.build()
     example = M.example_input(8)
-    scripted = torch.jit.trace(model, example)
-    buf = io.BytesIO()
-    torch.jit.save(scripted, buf)
-    data = buf.getvalue()
+    with warnings.catch_warnings():  # PyTorch now steers towards torch.export; TorchScript still works
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.trace(model, example)
+        buf = io.BytesIO()
+        torch.jit.save(scripted, buf)
+        data = buf.getvalue()
+        reloaded = torch.jit.load(io.BytesIO(data), map_location="cpu") if check else None
     if check:
-        reloaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
         probe = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             if not torch.allclose(model(probe), reloaded(probe), atol=1e-5, rtol=1e-4):

@@ -295,6 +295,7 @@ class BatchSampler:
         # normalising (x/255 - mean)/std is one fused scale and shift
         self._scale = 1.0 / (255.0 * info.std)
         self._shift = -info.mean / info.std
+        self._shift_t = torch.tensor(self._shift, dtype=torch.float32, device=split.images.device)
 
     def __len__(self) -> int:
         n = len(self.split)
@@ -314,7 +315,8 @@ class BatchSampler:
             else:
                 idx = perm[lo:hi]
                 xb, yb = self.split.images[idx], self.split.labels[idx]
-            x = xb.unsqueeze(1).float()
-            if self.augment is not None:
-                x = random_affine(x, self.augment, self.generator)
-            yield x.mul_(self._scale).add_(self._shift), yb
+            if self.augment is None:  # one fused op: shift + scale * pixels, uint8 in, float out
+                yield torch.add(self._shift_t, xb.unsqueeze(1), alpha=self._scale), yb
+            else:
+                x = random_affine(xb.unsqueeze(1).float(), self.augment, self.generator)
+                yield x.mul_(self._scale).add_(self._shift), yb

@@ -370,18 +370,20 @@ class Trainer:
                     step += 1
                     seen += len(y)
                     detached = loss.detach()
-                    loss_sum += detached * len(y)
-                    window += detached
+                    loss_sum.add_(detached, alpha=len(y))
+                    correct.add_((logits.detach().argmax(1) == y).sum())
                     window_n += 1
-                    correct += (logits.detach().argmax(1) == y).sum()
+                    if log_every > 1:
+                        window.add_(detached)
                     if window_n == log_every:
-                        mean_loss = window.item() / window_n
+                        mean_loss = (window if log_every > 1 else detached).item() / window_n
                         if not math.isfinite(mean_loss):
                             raise _Diverged(mean_loss)
                         now = time.perf_counter()
-                        lr = optimizer.param_groups[0]["lr"]
-                        yield BatchEvent(step, epoch, mean_loss, lr, window_n * cfg.batch_size / max(now - window_t, 1e-9))
-                        window.zero_()
+                        yield BatchEvent(step, epoch, mean_loss, optimizer.param_groups[0]["lr"],
+                                         window_n * cfg.batch_size / max(now - window_t, 1e-9))
+                        if log_every > 1:
+                            window.zero_()
                         window_n, window_t = 0, time.perf_counter()
                         if window_t - last_publish >= self.snapshot_every_s:
                             if not self._publish(step, epoch - 1):

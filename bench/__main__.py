@@ -1,0 +1,233 @@
+"""Digit Lab's benchmark: ``python -m bench [--json] [--quick] [--only SECTION ...]``.
+
+Every figure is measured in this one process on this machine, and speed is reported as a
+ratio against a baseline measured alongside it (shared machines are noisy; absolute
+numbers drift from run to run, ratios much less).
+
+Sections:
+  throughput  samples/s of the seed tutorial's exact loop (datasets.MNIST + ToTensor +
+              DataLoader, batch 64) against the project's trainer, same model and batch size
+  target      seconds of training to 99.0 % test accuracy (seed CNN) and 97.5 % (seed MLP)
+  latency     canvas pixels -> ten probabilities, p50 and p95 over many drawings
+  dashboard   the trainer inside the dashboard's TrainingRun, with the live panel's redraw
+              work once a second, against the same trainer headless
+  gpu         time to 99 % on a CUDA GPU, with the card's name (only where one is present)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import torch
+
+from core import models as M
+from core import paths, presets
+from core.data import load_dataset
+from core.trainer import BatchEvent, EndEvent, TrainConfig, Trainer
+
+SECTIONS = ("throughput", "target", "latency", "dashboard", "gpu")
+
+
+# ----------------------------------------------------------------------------- throughput
+
+def seed_loop_samples_per_s(model_cls, batches: int) -> float:
+    """The tutorial's training loop, verbatim in its pattern, timed over ``batches`` batches."""
+    import torch.nn as nn
+    import torch.optim as optim
+    from torchvision import datasets, transforms
+
+    load_dataset("mnist")  # makes sure torchvision's raw files exist (from the mirror, offline)
+    train_dataset = datasets.MNIST(root=str(paths.home() / "torchvision"), train=True, download=False,
+                                   transform=transforms.ToTensor())
+    train_loader = torch.utils.data.DataLoader(train_dataset, batch_size=64, shuffle=True)
+    model = model_cls()
+    criterion = nn.CrossEntropyLoss()
+    optimizer = optim.SGD(model.parameters(), lr=0.01)
+    running_loss, seen = 0.0, 0
+    t0 = time.perf_counter()
+    for i, (inputs, labels) in enumerate(train_loader):
+        optimizer.zero_grad()
+        outputs = model(inputs)
+        loss = criterion(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+        seen += len(labels)
+        if i + 1 == batches:
+            break
+    return seen / (time.perf_counter() - t0)
+
+
+def trainer_samples_per_s(model_cfg, batches: int, dataset) -> float:
+    cfg = TrainConfig(model=model_cfg, optimizer="sgd", lr=0.01, momentum=0.0, batch_size=64, epochs=1, seed=0)
+    trainer = Trainer(cfg, dataset)
+    end = None
+    for ev in trainer.run():
+        if isinstance(ev, BatchEvent) and ev.step == batches:
+            trainer.control.stop()
+        elif isinstance(ev, EndEvent):
+            end = ev
+    return end.samples_per_s
+
+
+def bench_throughput(quick: bool, dataset) -> dict:
+    batches = 60 if quick else 300
+    out = {}
+    for name, cls, cfg in (("mlp", M.SeedMLP, M.MLPConfig()), ("cnn", M.SeedCNN, M.CNNConfig())):
+        seed_runs, ours_runs = [], []
+        for _ in range(1 if quick else 3):  # interleaved, so both see the same machine
+            seed_runs.append(seed_loop_samples_per_s(cls, batches))
+            ours_runs.append(trainer_samples_per_s(cfg, batches, dataset))
+        seed, ours = statistics.median(seed_runs), statistics.median(ours_runs)
+        out[name] = {"seed_samples_per_s": round(seed), "trainer_samples_per_s": round(ours),
+                     "ratio": round(ours / seed, 2)}
+    return out
+
+
+# ----------------------------------------------------------------------------- time to target
+
+def time_to_target(cfg: TrainConfig, dataset) -> dict:
+    trainer = Trainer(cfg, dataset)
+    end = [ev for ev in trainer.run() if isinstance(ev, EndEvent)][-1]
+    return {"reached": end.reason == "target reached", "target": cfg.target_acc, "test_acc": end.test_acc,
+            "train_seconds": round(end.train_seconds, 2), "epochs": end.epochs, "device": str(trainer.device)}
+
+
+def bench_target(quick: bool, dataset) -> dict:
+    out = {}
+    for name in ("fast-cnn", "fast-mlp"):
+        cfg = replace(presets.TRAIN_PRESETS[name], device="cpu")
+        if quick:
+            cfg = replace(cfg, epochs=1, train_subset=6000)
+        out[name] = time_to_target(cfg, dataset)
+    return out
+
+
+# ----------------------------------------------------------------------------- latency
+
+def bench_latency(quick: bool) -> dict:
+    import numpy as np
+
+    from core import checkpoint
+    from core.drawn import drawn_set
+    from core.inference import classify
+
+    model = checkpoint.load(paths.BUNDLED_MODEL).build()
+    canvases, labels = drawn_set(per_digit=5 if quick else 30, seed=7)
+    rgba = [np.dstack([c, c, c, np.full_like(c, 255)]) for c in canvases]
+    classify(model, rgba[0], background="dark")  # warm up
+    times, correct = [], 0
+    for pixels, label in zip(rgba, labels):
+        t0 = time.perf_counter()
+        result = classify(model, pixels, background="dark")
+        times.append((time.perf_counter() - t0) * 1000)
+        correct += result.digit == label
+    times.sort()
+    return {"drawings": len(times), "p50_ms": round(statistics.median(times), 2),
+            "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2), "accuracy": round(correct / len(times), 3),
+            "canvas": "280x280 RGBA"}
+
+
+# ----------------------------------------------------------------------------- dashboard
+
+def live_panel_work(run) -> None:
+    """What the Train page's fragment does once a second: copy the new events, build and encode charts."""
+    import plotly.io
+    import plotly.tools
+
+    from dashboard import charts
+
+    view = run.view()
+    steps = [b.step for b in view.batches]
+    losses = [b.loss for b in view.batches]
+    figs = [charts.loss_figure(steps, losses, view.start.total_steps if view.start else None)]
+    if view.epochs:
+        figs.append(charts.accuracy_figure([e.epoch for e in view.epochs], [e.train_acc for e in view.epochs],
+                                           [e.test_acc for e in view.epochs]))
+    for fig in figs:  # as st.plotly_chart does
+        plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True), validate=False)
+
+
+def bench_dashboard(quick: bool, dataset) -> dict:
+    from core.session import SlotPool, TrainingRun
+
+    cfg = TrainConfig(model=M.CNNConfig(), batch_size=128, epochs=1, train_subset=3000 if quick else 12000, seed=0)
+    headless, streamed = [], []
+    for _ in range(1 if quick else 5):  # interleaved: this machine's speed drifts by 20 % from minute to minute
+        trainer = Trainer(cfg, dataset)
+        headless.append([e for e in trainer.run() if isinstance(e, EndEvent)][-1].samples_per_s)
+        run = TrainingRun(cfg, dataset, slots=SlotPool(1)).start()
+        while not run.join(timeout=1.0):  # the fragment's refresh interval
+            live_panel_work(run)
+        streamed.append(run.view().end.samples_per_s)
+    h, s = statistics.median(headless), statistics.median(streamed)
+    return {"headless_samples_per_s": round(h), "dashboard_samples_per_s": round(s), "ratio": round(s / h, 3),
+            "runs": len(headless),
+            "note": "server side: TrainingRun thread + the live panel's chart work at 1 Hz; no browser"}
+
+
+# ----------------------------------------------------------------------------- gpu
+
+def bench_gpu(quick: bool, dataset) -> dict:
+    if not torch.cuda.is_available():
+        return {"available": False}
+    name = torch.cuda.get_device_name(0)
+    cfg = replace(presets.TRAIN_PRESETS["gpu-cnn"], device="cuda")
+    time_to_target(replace(cfg, epochs=1, target_acc=None, train_subset=10_000), dataset)  # warm-up: CUDA init, kernels
+    return {"available": True, "card": name, **time_to_target(cfg, dataset)}
+
+
+# ----------------------------------------------------------------------------- report
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="last line: all figures as one JSON object")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the benchmark runs, not speed")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    args = p.parse_args(argv)
+
+    dataset = load_dataset("mnist")
+    results: dict = {"machine": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                 "cuda": torch.cuda.is_available()}}
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    if "throughput" in args.only:
+        r = results["throughput"] = bench_throughput(args.quick, dataset)
+        say("\nTraining throughput, batch 64 (samples/s; goal: CNN >= 2.5x, MLP >= 6x)")
+        say(f"{'model':8}{'seed loop':>12}{'trainer':>12}{'ratio':>9}")
+        for k, v in r.items():
+            say(f"{k:8}{v['seed_samples_per_s']:>12,}{v['trainer_samples_per_s']:>12,}{v['ratio']:>8.2f}x")
+    if "target" in args.only:
+        r = results["target"] = bench_target(args.quick, dataset)
+        say("\nTime to target test accuracy (goal: CNN 99.0% <= 8 s, MLP 97.5% <= 4 s)")
+        for k, v in r.items():
+            status = "reached" if v["reached"] else "NOT reached"
+            say(f"{k:10} {status:12} {v['test_acc']:.2%} after {v['epochs']} epochs, {v['train_seconds']:.1f} s")
+    if "latency" in args.only:
+        r = results["latency"] = bench_latency(args.quick)
+        say(f"\nCanvas -> probabilities, bundled CNN, {r['drawings']} drawings on a {r['canvas']} canvas "
+            f"(goal p95 <= 15 ms)\np50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, accuracy {r['accuracy']:.1%}")
+    if "dashboard" in args.only:
+        r = results["dashboard"] = bench_dashboard(args.quick, dataset)
+        say(f"\nDashboard streaming vs headless (goal >= 90%)\nheadless {r['headless_samples_per_s']:,} samples/s, "
+            f"dashboard {r['dashboard_samples_per_s']:,} samples/s: {r['ratio']:.1%}  ({r['note']})")
+    if "gpu" in args.only:
+        r = results["gpu"] = bench_gpu(args.quick, dataset)
+        if r["available"]:
+            say(f"\nGPU time to 99% (goal <= 0.5 s on one H100): {r['card']}: {r['train_seconds']:.2f} s, "
+                f"{r['test_acc']:.2%} after {r['epochs']} epochs")
+        else:
+            say("\nGPU: no CUDA device here; the GPU path is tested on the CPU (data and model on one device)")
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
