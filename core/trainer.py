@@ -419,7 +419,12 @@ class Trainer:
                       f"The last good weights, from step {snap.step if snap else 0}, were kept. "
                       "Try a learning rate 10 times smaller.")
             return
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not _is_out_of_memory(err):
+                raise
+            snap = self._snapshot
+            if snap is not None:
+                model.load_state_dict(snap.state_dict)
             yield end("failed", "out of memory: the model or the batch is too large for this device. "
                       "Try a smaller batch size or a smaller model.")
             return
@@ -428,6 +433,11 @@ class Trainer:
 
 class _Diverged(Exception):
     pass
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def train(config: TrainConfig, dataset: Dataset | None = None) -> tuple[Trainer, list[Event]]:

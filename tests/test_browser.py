@@ -6,6 +6,7 @@ import json
 import re
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -139,5 +140,54 @@ def test_train_live_then_the_new_model_answers(page, server):
     expect(canvas(page)).to_be_visible()
     draw_on(page, canvas(page), digit_strokes(7))
     expect(prediction(page)).to_have_text("Prediction: 7")
-    expect(page.get_by_text(re.compile(r"Answered by Run 1"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Answered by Run 1: seed CNN"))).to_be_visible()
     page.screenshot(path=SHOTS / "6-draw-with-trained-model.png")
+
+
+def start_run(page, server, query: str):
+    page.goto(server.url + "/train?" + query)
+    page.get_by_role("button", name="Start").click()
+    progress = page.get_by_text(re.compile(r"step [\d,]+/[\d,]+"))
+    expect(progress).to_be_visible(timeout=90_000)
+    return progress
+
+
+def test_closing_the_tab_mid_training_stops_its_thread(browser, server):
+    context = browser.new_context()
+    page = context.new_page()
+    start_run(page, server, "train.model=MLP&train.epochs=30")
+    log = Path(server.log.name)
+    before = log.read_text().count("stopped: its browser session closed")
+    context.close()  # the tab goes away mid-run
+    deadline = time.monotonic() + 60  # 10 s of grace for a reconnect, then the next batch boundary
+    while log.read_text().count("stopped: its browser session closed") == before:
+        assert time.monotonic() < deadline, "the run's thread did not stop after its tab closed"
+        time.sleep(0.2)
+
+
+def test_two_sessions_train_different_models_and_stay_isolated(browser, tmp_path_factory, mirror_root):
+    srv = StreamlitServer(tmp_path_factory.mktemp("isolation") / "home", {"DIGITLAB_TRAINING_SLOTS": "2"})
+    ctx_a, ctx_b = browser.new_context(viewport={"width": 1400, "height": 1000}), \
+        browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        a, b = ctx_a.new_page(), ctx_b.new_page()
+        start_run(a, srv, "train.model=MLP&train.epochs=30")
+        progress_b = start_run(b, srv, "train.model=CNN&train.epochs=30")
+        a.get_by_role("button", name="Stop").click()
+        expect(a.get_by_text(re.compile(r"Run stopped\."))).to_be_visible()
+        first = progress_b.inner_text()
+        expect(progress_b).not_to_have_text(first, timeout=30_000)  # B trains on
+        expect(b.get_by_text(re.compile(r"Run stopped"))).to_have_count(0)
+        b.screenshot(path=SHOTS / "7-isolation-b-still-training.png")
+        # each Draw page answers with its own session's model
+        a.get_by_role("link", name="Draw").first.click()
+        draw_on(a, canvas(a), digit_strokes(1))
+        expect(a.get_by_text(re.compile(r"Answered by Run 1: seed MLP"))).to_be_visible()
+        b.get_by_role("link", name="Draw").first.click()
+        draw_on(b, canvas(b), digit_strokes(1))
+        expect(b.get_by_text(re.compile(r"Answered by the model being trained"))).to_be_visible()
+        b.screenshot(path=SHOTS / "8-isolation-b-draws-with-live-weights.png")
+    finally:
+        ctx_a.close()
+        ctx_b.close()
+        srv.stop()

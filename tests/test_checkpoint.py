@@ -108,3 +108,41 @@ def test_the_torchscript_export_predicts_as_the_model(tmp_path, cfg):
     x = torch.randn(32, 1, 28, 28)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), ckpt.build()(x), atol=1e-5, rtol=1e-4)
+
+
+def test_a_process_killed_while_saving_leaves_the_last_good_checkpoint(tmp_path):
+    """A real SIGKILL of a child process in the middle of writing a large checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    target = tmp_path / "model.pt"
+    good = make(M.CNNConfig())
+    C.save(good, target)
+    root = Path(__file__).resolve().parent.parent
+    writer = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from core import checkpoint as C, models as M\n"
+        "cfg = M.MLPConfig(hidden=(4096, 4096, 1024))\n"  # about 80 MB: a write takes a while
+        "ck = C.from_model(M.build_model(cfg), cfg)\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    C.save(ck, %r)\n" % (str(root), str(target))
+    )
+    child = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".model.pt.*.tmp")):  # a write is under way
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.001)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    loaded = C.load(target)  # either the first good file or a complete later one: never a torn file
+    assert loaded.model_config in (M.CNNConfig(), M.MLPConfig(hidden=(4096, 4096, 1024)))
+    assert list(tmp_path.glob(".model.pt.*.tmp")), "the kill should have interrupted a write"

@@ -87,3 +87,13 @@ def test_the_bundled_model_is_a_trained_seed_cnn():
     assert ckpt.description == "seed CNN" and ckpt.dataset == "mnist"
     assert ckpt.metrics["test_acc"] >= 0.985 and ckpt.metrics["drawn_acc"] >= 0.95
     assert drawn.drawn_accuracy(ckpt.build(), per_digit=20, seed=99) >= 0.9  # a drawn set it never saw
+
+
+def test_the_benchmark_runs_and_prints_its_figures_as_json(mirror_root):
+    out = run("bench", "--quick", "--only", "throughput", "latency", "dashboard", "--json")
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["throughput"]["cnn"]["ratio"] > 0 and figures["throughput"]["mlp"]["seed_samples_per_s"] > 0
+    assert figures["latency"]["p95_ms"] >= figures["latency"]["p50_ms"] > 0
+    assert 0 < figures["dashboard"]["ratio"]
+    assert "Training throughput, batch 64" in out.stdout

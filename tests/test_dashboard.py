@@ -71,7 +71,7 @@ def test_draw_page_never_predicts_without_a_digit(pixels, message):
 
 def test_a_short_run_started_with_the_widgets_streams_events_and_becomes_the_current_model(mirror_root):
     at = app("views/train.py")
-    at.radio(key="train.model").set_value("mlp")
+    at.radio(key="train.model").set_value("MLP")
     at.number_input(key="train.subset").set_value(3000)
     at.slider(key="train.epochs").set_value(2)
     at.run()
@@ -87,18 +87,18 @@ def test_a_short_run_started_with_the_widgets_streams_events_and_becomes_the_cur
     at.run()
     assert sess.current is run.result and sess.current_source == "trained"
     assert any("Run finished" in s.value for s in at.success)
-    assert any(c.value == "Run 1" for c in at.text)  # the sidebar names the model that answers
+    assert any(c.value == "Run 1: seed MLP" for c in at.text)  # the sidebar names the model that answers
     at.switch_page("views/draw.py")
     at.run()
     sess.last_drawing = drawing(7)
     at.run()
-    assert any("Answered by" in c.value and "Run 1" in c.value for c in at.caption)
+    assert any("Answered by" in c.value and "Run 1: seed MLP" in c.value for c in at.caption)
 
 
 def test_a_diverging_run_is_explained_in_words_a_student_understands(mirror_root):
     at = app("views/train.py")
-    at.radio(key="train.model").set_value("mlp")
-    at.selectbox(key="train.optimizer").set_value("sgd")
+    at.radio(key="train.model").set_value("MLP")
+    at.selectbox(key="train.optimizer").set_value("SGD")
     at.run()
     at.select_slider(key="train.lr").set_value(10.0)
     at.slider(key="train.momentum").set_value(0.99)

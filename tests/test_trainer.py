@@ -176,3 +176,28 @@ def test_training_data_and_model_live_on_the_chosen_device(mnist):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             Trainer(small(device="cuda"), mnist)
+
+
+def test_out_of_memory_ends_the_run_with_a_message_and_the_process_goes_on(mnist, monkeypatch):
+    trainer = Trainer(small(), mnist)
+    calls = {"n": 0}
+    real_forward = trainer.model.forward
+
+    def forward(x):
+        calls["n"] += 1
+        if calls["n"] == 5:  # what the CPU allocator raises when a batch does not fit
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes")
+        return real_forward(x)
+
+    monkeypatch.setattr(trainer.model, "forward", forward)
+    end = list(trainer.run())[-1]
+    assert end.reason == "failed" and "out of memory" in end.message and "smaller batch" in end.message
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert list(Trainer(small(), mnist).run())[-1].reason == "finished"  # the next run is unaffected
+
+
+def test_other_errors_are_not_mistaken_for_out_of_memory(mnist, monkeypatch):
+    trainer = Trainer(small(), mnist)
+    monkeypatch.setattr(trainer.model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(trainer.run())

@@ -7,7 +7,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from core.inference import classify
-from dashboard import charts, state, widgets
+from dashboard import state, widgets
 
 CANVAS_PX = 280  # 10x MNIST's 28: a 20 px brush then scales to MNIST's 2-pixel strokes
 BRUSH_PX = 20
@@ -49,9 +49,12 @@ def answer_panel() -> None:
     top = np.argsort(result.probabilities)[::-1][:3]
     st.caption("Top 3: " + " · ".join(f"{choice.info.classes[i]} {result.probabilities[i]:.1%}" for i in top))
     bars, seen = st.columns([3, 2])
-    with bars:
-        st.plotly_chart(charts.probability_figure(result.probabilities.tolist(), choice.info.classes),
-                        key="draw.probabilities", config={"displayModeBar": False, "staticPlot": True})
+    with bars:  # ten plain bars: far lighter for a browser than a chart library, on thirty laptops at once
+        st.markdown("**How sure is the model?**")
+        best = int(result.digit)
+        for i, p in enumerate(result.probabilities):
+            name = choice.info.classes[i]
+            st.progress(float(p), text=f"**{name}: {p:.0%}**" if i == best else f"{name}: {p:.0%}")
     with seen:
         st.image(upscale(result.preprocessed.image), caption="What the model saw (28×28)", clamp=True)
     st.caption(f"Answered by **{choice.name}** · {choice.detail}")

@@ -8,7 +8,6 @@ from dataclasses import replace
 import streamlit as st
 
 from core import models as M
-from core.data import DATASETS
 from core.session import TrainingRun
 from core.trainer import TrainConfig, available_devices
 from dashboard import charts, state, widgets
@@ -20,8 +19,11 @@ WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
 WIDTHS = [16, 32, 64, 128, 256, 512, 1024]
 CHANNELS = [2, 4, 6, 8, 16, 32, 64]
 LIVE_REFRESH_S = 1.0  # the charts redraw once a second: smooth enough, and half the browser work of 2 Hz
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
-SCHEDULE_NAMES = {"constant": "constant", "onecycle": "one-cycle (warm up, then anneal)", "cosine": "cosine decay"}
+# Widgets show (and the URL carries) these short labels; the config takes the values.
+DATASET_LABELS = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist"}
+MODEL_LABELS = {"CNN": "cnn", "MLP": "mlp"}
+OPTIMIZER_LABELS = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop"}
+SCHEDULE_LABELS = {"constant": "constant", "one-cycle": "onecycle", "cosine": "cosine"}
 
 sess = state.session()
 running = widgets.run_active()
@@ -35,10 +37,10 @@ def keep(**kw):
 def settings_ui() -> TrainConfig:
     """The settings column: only gathers values and returns a config."""
     st.markdown("#### Data and model")
-    dataset = st.selectbox("Data set", list(DATASETS), format_func=lambda k: DATASETS[k].title,
-                           key=P + "dataset", **keep())
-    kind = st.radio("Network", ["cnn", "mlp"], horizontal=True, key=P + "model",
-                    format_func=lambda k: {"cnn": "CNN (LeNet-style)", "mlp": "MLP (fully connected)"}[k], **keep())
+    dataset = DATASET_LABELS[st.radio("Data set", list(DATASET_LABELS), horizontal=True, key=P + "dataset",
+                                      **keep(help="MNIST: handwritten digits. Fashion-MNIST: photos of clothing."))]
+    kind = MODEL_LABELS[st.radio("Network", list(MODEL_LABELS), horizontal=True, key=P + "model", **keep(
+        help="CNN: the tutorial's LeNet-style convolutional net. MLP: its fully connected 784-128-64-10."))]
     custom = st.toggle("Customise the layers", key=P + "custom", **keep(
         help="Off: exactly the tutorial's network. On: change widths, channels, dropout and batch norm."))
     if kind == "mlp":
@@ -63,8 +65,8 @@ def settings_ui() -> TrainConfig:
     st.caption(f"**{M.describe(cfg)}** · {M.count_parameters(cfg):,} parameters")
 
     st.markdown("#### Optimisation")
-    opt = st.selectbox("Optimizer", list(OPTIMIZER_NAMES), index=1, format_func=OPTIMIZER_NAMES.get,
-                       key=P + "optimizer", **keep())
+    opt = OPTIMIZER_LABELS[st.selectbox("Optimizer", list(OPTIMIZER_LABELS), index=1, key=P + "optimizer",
+                                        **keep())]
     lr = st.select_slider("Learning rate (log scale)", LEARNING_RATES, 1e-3, format_func=lambda v: f"{v:g}",
                           key=P + "lr", **keep())
     momentum, nesterov = 0.9, False
@@ -76,8 +78,9 @@ def settings_ui() -> TrainConfig:
                           key=P + "weight_decay", **keep())
     batch = st.select_slider("Batch size", BATCH_SIZES, 64, key=P + "batch_size", **keep())
     epochs = st.slider("Epochs", 1, 30, 3, key=P + "epochs", **keep())
-    schedule = st.selectbox("Learning-rate schedule", list(SCHEDULE_NAMES), format_func=SCHEDULE_NAMES.get,
-                            key=P + "schedule", **keep())
+    schedule = SCHEDULE_LABELS[st.selectbox("Learning-rate schedule", list(SCHEDULE_LABELS), key=P + "schedule",
+                                            **keep(help="one-cycle: warm up, then anneal. cosine: decay along a "
+                                                        "half cosine. Both end near zero."))]
     augment = st.toggle("Augmentation (random rotate, shift, scale, shear, thicker strokes)", key=P + "augment",
                         **keep())
 
@@ -107,7 +110,8 @@ def controls(cfg: TrainConfig) -> None:
     if c1.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
                  width="stretch", key="train.start_button"):
         sess.runs_started += 1
-        sess.run = TrainingRun(cfg, liveness=state.liveness_probe(), name=f"Run {sess.runs_started}").start()
+        sess.run = TrainingRun(cfg, liveness=state.liveness_probe(),
+                               name=f"Run {sess.runs_started}: {M.describe(cfg.model)}").start()
         st.rerun()
     paused = run is not None and run.view(since_batch=10**12).state == "paused"
     if c2.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
