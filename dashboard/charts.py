@@ -11,8 +11,6 @@ RAW = "rgba(37, 99, 235, 0.28)"
 SMOOTH = "#2563eb"
 TEST = "#dc2626"
 TRAIN = "#2563eb"
-HIGHLIGHT = "#16a34a"
-BAR = "#94a3b8"
 MAX_POINTS = 1500  # more points than this add nothing visible and slow the browser
 
 
@@ -64,13 +62,3 @@ def accuracy_figure(epochs: list[int], train_acc: list[float], test_acc: list[fl
                              line=dict(color=TEST, width=3), marker=dict(size=9)))
     fig.update_xaxes(dtick=1)
     return _layout(fig, "Accuracy per epoch", height, "%", "epoch")
-
-
-def probability_figure(probs: Sequence[float], classes: Sequence[str], height: int = 320) -> go.Figure:
-    best = max(range(len(probs)), key=lambda i: probs[i])
-    colours = [HIGHLIGHT if i == best else BAR for i in range(len(probs))]
-    fig = go.Figure(go.Bar(x=list(classes), y=[p * 100 for p in probs], marker_color=colours,
-                           text=[f"{p:.0%}" if p >= 0.01 else "" for p in probs], textposition="outside"))
-    fig.update_yaxes(range=[0, 110])
-    fig.update_xaxes(type="category")
-    return _layout(fig, "How sure is the model?", height, "probability (%)", "")

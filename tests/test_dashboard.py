@@ -51,7 +51,8 @@ def test_draw_page_predicts_the_drawing_and_shows_what_the_model_saw():
     assert [m.value for m in at.markdown if m.value.startswith("## Prediction")] == ["## Prediction: 2"]
     images = at.get("image")
     assert len(images) == 1 and "What the model saw" in str(images[0].proto)
-    assert len(at.get("plotly_chart")) == 1  # the ten probabilities
+    bars = at.get("progress")  # the ten probabilities, the answer's in bold
+    assert len(bars) == 10 and "**2: " in str(bars[2].proto) and abs(sum(b.value for b in bars) - 100) <= 5
     assert any("Answered by" in c.value and "bundled" in c.value for c in at.caption)
 
 
