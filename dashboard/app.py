@@ -25,6 +25,8 @@ pages = [
     st.Page("views/home.py", title="Start here", icon=":material/school:", default=True),
     st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("views/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+    st.Page("views/evaluate.py", title="Evaluate", icon=":material/grid_on:", url_path="evaluate"),
+    st.Page("views/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 page = st.navigation(pages, position="top")
 

@@ -14,7 +14,7 @@ TRAIN = "#2563eb"
 MAX_POINTS = 1500  # more points than this add nothing visible and slow the browser
 
 
-def _layout(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) -> go.Figure:
+def finish(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) -> go.Figure:
     fig.update_layout(
         title=dict(text=title, font=dict(size=20)), height=height, margin=dict(l=10, r=10, t=50, b=10),
         font=dict(size=15, color=INK), legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
@@ -51,7 +51,7 @@ def loss_figure(steps: list[int], losses: list[float], total_steps: int | None =
     if losses:
         top = max(sm[: max(1, len(sm) // 20)] + [min(max(losses), 3.0)])
         fig.update_yaxes(range=[0, max(top * 1.05, 0.1)])
-    return _layout(fig, "Loss", height, "cross-entropy", "step")
+    return finish(fig, "Loss", height, "cross-entropy", "step")
 
 
 def accuracy_figure(epochs: list[int], train_acc: list[float], test_acc: list[float], height: int = 300) -> go.Figure:
@@ -61,4 +61,4 @@ def accuracy_figure(epochs: list[int], train_acc: list[float], test_acc: list[fl
     fig.add_trace(go.Scatter(x=epochs, y=[a * 100 for a in test_acc], mode="lines+markers", name="test",
                              line=dict(color=TEST, width=3), marker=dict(size=9)))
     fig.update_xaxes(dtick=1)
-    return _layout(fig, "Accuracy per epoch", height, "%", "epoch")
+    return finish(fig, "Accuracy per epoch", height, "%", "epoch")

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from core import checkpoint, paths
 from core.data import DatasetInfo, dataset_info
+from core.runs import RunStore
 from core.session import TrainingRun
 
 # session-state keys, all in one place
@@ -47,17 +48,28 @@ class AppSession:
     last_drawing: object = None  # the last canvas pixels, re-read while weights change
     canvas_bytes: bytes | None = None  # the PNG those pixels came from
     stale_canvas: bytes | None = None  # after Clear: the old PNG, ignored until the canvas reports anew
+    saved_run_id: str | None = None
+    save_error: str | None = None
     _built: dict = field(default_factory=dict)
 
     def adopt_finished_run(self) -> bool:
-        """Make a finished run's model the current one, once. True if it changed."""
+        """Make a finished run's model the current one and keep the run on disk, once. True if it changed."""
         run = self.run
         if run is not None and run.done and run.result is not None and self._built.get("adopted") != run.ticket:
             self._built["adopted"] = run.ticket
             self.current, self.current_source = run.result, "trained"
             self._built.pop("current", None)
+            view = run.view()
+            try:
+                self.saved_run_id = RunStore().save(run.name, run.result, view.batches, view.epochs, view.end).id
+            except OSError as err:  # a full disk must not lose the model in memory
+                self.save_error = f"The run could not be saved to disk: {err}"
             return True
         return False
+
+    def use_checkpoint(self, ckpt: checkpoint.Checkpoint, source: str) -> None:
+        self.current, self.current_source = ckpt, source
+        self._built.pop("current", None)
 
     def current_model(self) -> nn.Module:
         cached = self._built.get("current")
@@ -93,6 +105,8 @@ class AppSession:
         name = ck.name or ck.description
         if self.current_source == "bundled":
             name = f"{name} (bundled)"
+        elif self.current_source.startswith("run "):
+            name = f"{name} (saved run)"
         return ModelChoice(self.current_model(), name, ", ".join(parts), ck.dataset)
 
 
@@ -106,6 +120,14 @@ def session() -> AppSession:
     if SESSION not in st.session_state:
         st.session_state[SESSION] = AppSession(current=bundled_checkpoint(), current_source="bundled")
     return st.session_state[SESSION]
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def test_split(dataset: str):
+    """The test split, shared read-only by every session (for the Evaluate page)."""
+    from core.data import load_dataset
+
+    return load_dataset(dataset).test
 
 
 def liveness_probe():

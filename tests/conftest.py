@@ -15,6 +15,13 @@ if not os.environ.get("DIGITLAB_MIRROR") and SHARED_DATA.is_dir():
     os.environ["DIGITLAB_MIRROR"] = str(SHARED_DATA)
 
 
+@pytest.fixture(autouse=True)
+def runs_folder(tmp_path, monkeypatch) -> Path:
+    """Runs that tests save land in a temporary folder, never in the developer's own."""
+    monkeypatch.setenv("DIGITLAB_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from core.data import load_dataset

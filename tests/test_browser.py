@@ -8,6 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -55,6 +56,11 @@ def clear_canvas(page):
     page.get_by_role("button", name="Clear").click()
     expect(page.get_by_text("Draw a digit on the black canvas")).to_be_visible()
     expect(prediction(page)).to_have_count(0)
+
+
+def images_loaded(page):
+    """Wait until every image on the page has arrived (before a screenshot)."""
+    page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)")
 
 
 def prediction(page):
@@ -191,3 +197,46 @@ def test_two_sessions_train_different_models_and_stay_isolated(browser, tmp_path
         ctx_a.close()
         ctx_b.close()
         srv.stop()
+
+
+def test_evaluate_click_a_confusion_matrix_cell_to_see_its_images(page, server, mnist):
+    from core import checkpoint, insight, paths
+
+    ev = insight.evaluate_split(checkpoint.load(paths.BUNDLED_MODEL).build(), mnist.test, mnist.info)
+    off = ev.confusion * (1 - np.eye(10, dtype=np.int64))
+    true, pred = np.unravel_index(off.argmax(), off.shape)  # the commonest mistake
+    page.goto(server.url + "/evaluate")
+    expect(page.get_by_text("Confusion matrix (click a cell)")).to_be_visible(timeout=90_000)
+    expect(page.get_by_text(f"{ev.accuracy:.2%}", exact=True)).to_be_visible()
+    page.screenshot(path=SHOTS / "9-evaluate.png", full_page=True)
+    point = page.locator(".js-plotly-plot").first.locator("path.point").nth(int(true) * 10 + int(pred))
+    box = point.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator(".hoverlayer .hovertext")).to_be_visible()  # plotly clicks the point it hovers
+    page.mouse.down()
+    page.mouse.up()
+    heading = f"{off[true, pred]} test images that are {true} and the model called {pred}"
+    expect(page.get_by_text(heading)).to_be_visible()
+    gallery = page.locator("[data-testid='stImage']")
+    expect(gallery.first).to_be_visible()
+    assert gallery.count() >= off[true, pred]
+    page.screenshot(path=SHOTS / "10-evaluate-cell.png", full_page=True)
+
+
+def test_look_inside_a_drawing(page, server):
+    open_draw(page, server)
+    draw_on(page, canvas(page), digit_strokes(8))
+    expect(prediction(page)).to_have_text("Prediction: 8")
+    expect(page.get_by_text("4. centred in 28×28")).to_be_visible()
+    page.locator("button", has_text="Saliency").click()
+    expect(page.get_by_text(re.compile("red: pixels that pushed the score"))).to_be_visible()
+    expect(page.get_by_text("saliency alone (brighter = more influence)")).to_be_visible()
+    page.get_by_text("saliency alone (brighter = more influence)").scroll_into_view_if_needed()
+    images_loaded(page)
+    page.screenshot(path=SHOTS / "11-draw-saliency.png", full_page=True)
+    page.locator("button", has_text="Inside the network").click()
+    expect(page.get_by_text("Learned conv1 filters (5×5)")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"pool2: 16 maps of 4×4"))).to_be_visible()
+    page.get_by_text(re.compile(r"conv2: 16 maps")).scroll_into_view_if_needed()
+    images_loaded(page)
+    page.screenshot(path=SHOTS / "12-draw-inside-cnn.png", full_page=True)

@@ -49,8 +49,8 @@ def test_draw_page_predicts_the_drawing_and_shows_what_the_model_saw():
     session(at).last_drawing = drawing(2)
     at.run()
     assert [m.value for m in at.markdown if m.value.startswith("## Prediction")] == ["## Prediction: 2"]
-    images = at.get("image")
-    assert len(images) == 1 and "What the model saw" in str(images[0].proto)
+    images = [str(i.proto) for i in at.get("image")]
+    assert sum("What the model saw" in i for i in images) == 1
     bars = at.get("progress")  # the ten probabilities, the answer's in bold
     assert len(bars) == 10 and "**2: " in str(bars[2].proto) and abs(sum(b.value for b in bars) - 100) <= 5
     assert any("Answered by" in c.value and "bundled" in c.value for c in at.caption)
@@ -130,3 +130,49 @@ def test_settings_survive_a_page_switch():
     at.switch_page("views/train.py")
     at.run()
     assert at.slider(key="train.epochs").value == 7
+
+
+def test_draw_page_look_inside_views_render():
+    at = app("views/draw.py")
+    session(at).last_drawing = drawing(4)
+    at.run()
+    assert any("4. centred in 28×28" in str(i.proto) for i in at.get("image"))
+    at.segmented_control(key="draw.inside").set_value("Saliency").run()
+    assert not at.exception and any("pushed the score" in str(i.proto) for i in at.get("image"))
+    at.selectbox(key="draw.saliency_class").set_value(9).run()
+    assert any("“9”" in str(i.proto) for i in at.get("image"))
+    at.segmented_control(key="draw.inside").set_value("Inside the network").run()
+    assert not at.exception and any("Learned conv1 filters" in m.value for m in at.markdown)
+
+
+def test_evaluate_page_reports_the_current_model_on_the_test_set(mirror_root):
+    at = app("views/evaluate.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == "99.07%" and int(metrics["Mistakes"]) == 93
+    assert any("Click a cell" in i.value for i in at.info)
+    assert any("most confidently wrong" in s.value for s in at.subheader)
+
+
+def test_finished_runs_are_kept_listed_and_can_be_reused_renamed_and_deleted(mirror_root, runs_folder):
+    at = app("views/train.py")
+    at.radio(key="train.model").set_value("MLP")
+    at.number_input(key="train.subset").set_value(2000)
+    at.run()
+    at.button(key="train.start_button").click().run()
+    assert session(at).run.join(timeout=120)
+    at.run()  # adopts the run: it becomes current and is saved
+    assert len(list(runs_folder.glob("*/run.json"))) == 1
+    at.switch_page("views/runs.py")
+    at.run()
+    assert not at.exception and at.dataframe[0].value["name"].tolist() == ["Run 1: seed MLP"]
+    sess = session(at)
+    sess.use_checkpoint(state.bundled_checkpoint(), "bundled")
+    at.button(key="runs.use").click().run()
+    assert sess.current_source.startswith("run ") and sess.current.name == "Run 1: seed MLP"
+    at.text_input(key="runs.new_name").set_value("<b>my</b> ../../run")
+    at.button[[b.label for b in at.button].index("Rename")].click().run()
+    assert at.dataframe[0].value["name"].tolist() == ["<b>my</b> ../../run"]  # shown as text, stored in run.json
+    assert len(list(runs_folder.glob("*/run.json"))) == 1
+    at.button(key="runs.delete").click().run()
+    assert not list(runs_folder.glob("*/run.json"))
+    assert any("No runs yet" in i.value for i in at.info)

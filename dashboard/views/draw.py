@@ -7,7 +7,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from core.inference import classify
-from dashboard import state, widgets
+from dashboard import inside, state, widgets
 
 CANVAS_PX = 280  # 10x MNIST's 28: a 20 px brush then scales to MNIST's 2-pixel strokes
 BRUSH_PX = 20
@@ -75,3 +75,9 @@ with left:
         sess.last_drawing = canvas.image_data
 with right:
     answer_panel()
+
+if sess.last_drawing is not None:  # the insight views follow each stroke, not the once-a-second refresh
+    choice = sess.model_for_drawing()
+    shown = classify(choice.model, sess.last_drawing, choice.info, background="dark")
+    if shown.ok:
+        inside.look_inside(choice, shown)

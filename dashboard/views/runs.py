@@ -1,0 +1,79 @@
+"""Runs: every finished or stopped run, kept on disk; compare them, reuse one, rename or delete."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.checkpoint import CheckpointError
+from core.runs import RunStore
+from dashboard import charts, state
+
+sess = state.session()
+store = RunStore()
+records = store.list()
+
+st.title("Runs")
+st.caption(f"Saved in `{store.root}`: one folder per run with `run.json`, `batches.csv`, `epochs.csv` and "
+           "`model.pt`, readable from a notebook with pandas.")
+if sess.save_error:
+    st.error(sess.save_error)
+if not records:
+    st.info("No runs yet. Every run you finish or stop on the Train page is kept here.", icon=":material/history:")
+    st.stop()
+
+
+def label(r) -> str:
+    acc = r.metrics.get("test_acc")
+    return f"{r.name} · {acc:.2%}" if isinstance(acc, (int, float)) else r.name
+
+
+by_id = {r.id: r for r in records}
+st.dataframe([{
+    "name": r.name, "created": r.created.replace("T", " ")[:16], "ended": r.reason,
+    "optimizer": r.settings.get("optimizer"), "lr": r.settings.get("lr"), "batch": r.settings.get("batch_size"),
+    "epochs": r.metrics.get("epochs"), "test acc": r.metrics.get("test_acc"),
+    "seconds": round(r.metrics.get("train_seconds") or 0, 1)} for r in records], hide_index=True,
+    column_config={"test acc": st.column_config.NumberColumn(format="percent")})
+
+chosen = st.multiselect("Compare", list(by_id), default=list(by_id)[:2], format_func=lambda i: label(by_id[i]),
+                        key="runs.compare")
+if chosen:
+    loss, acc = go.Figure(), go.Figure()
+    for rid in chosen:
+        r = by_id[rid]
+        batches, epochs = r.batches(), r.epochs()
+        if batches:
+            loss.add_trace(go.Scatter(x=[b["step"] for b in batches], y=charts.smooth([b["loss"] for b in batches]),
+                                      mode="lines", name=r.name))
+        if epochs:
+            acc.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] * 100 for e in epochs],
+                                     mode="lines+markers", name=r.name))
+    a, b = st.columns(2)
+    a.plotly_chart(charts.finish(loss, "Loss (smoothed)", 340, "cross-entropy", "step"), key="runs.loss",
+                   config={"displayModeBar": False})
+    b.plotly_chart(charts.finish(acc, "Test accuracy per epoch", 340, "%", "epoch"), key="runs.acc",
+                   config={"displayModeBar": False})
+
+st.subheader("Manage a run")
+rid = st.selectbox("Run", list(by_id), format_func=lambda i: label(by_id[i]), key="runs.pick")
+r = by_id[rid]
+c1, c2, c3 = st.columns([1, 2, 1])
+if c1.button("Make it the current model", key="runs.use", icon=":material/check_circle:"):
+    try:
+        ckpt = r.checkpoint()
+        ckpt.name = r.name
+        sess.use_checkpoint(ckpt, f"run {r.id}")
+        st.success(f"“{r.name}” now answers on the Draw page.")
+    except CheckpointError as err:
+        st.error(str(err))
+with c2.form("rename", border=False):
+    new_name = st.text_input("New name", value=r.name, max_chars=80, key="runs.new_name")
+    if st.form_submit_button("Rename"):
+        store.rename(r.id, new_name)
+        st.rerun()
+with c3.popover("Delete", icon=":material/delete:"):
+    st.write(f"Delete “{r.name}” and its files?")
+    if st.button("Yes, delete", type="primary", key="runs.delete"):
+        store.delete(r.id)
+        st.rerun()
