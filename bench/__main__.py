@@ -159,13 +159,21 @@ def bench_dashboard(quick: bool, dataset) -> dict:
 
     cfg = TrainConfig(model=M.CNNConfig(), batch_size=128, epochs=1, train_subset=3000 if quick else 12000, seed=0)
     headless, streamed = [], []
-    for _ in range(1 if quick else 5):  # interleaved: this machine's speed drifts by 20 % from minute to minute
+
+    def run_headless():
         trainer = Trainer(cfg, dataset)
         headless.append([e for e in trainer.run() if isinstance(e, EndEvent)][-1].samples_per_s)
+
+    def run_dashboard():
         run = TrainingRun(cfg, dataset, slots=SlotPool(1)).start()
         while not run.join(timeout=1.0):  # the fragment's refresh interval
             live_panel_work(run)
         streamed.append(run.view().end.samples_per_s)
+
+    # ABBA order, so that a machine speeding up or slowing down over the minute favours neither
+    for i in range(1 if quick else 6):
+        for step in ((run_headless, run_dashboard) if i % 2 == 0 else (run_dashboard, run_headless)):
+            step()
     h, s = statistics.median(headless), statistics.median(streamed)
     return {"headless_samples_per_s": round(h), "dashboard_samples_per_s": round(s), "ratio": round(s / h, 3),
             "runs": len(headless),

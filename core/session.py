@@ -80,13 +80,16 @@ _ticket_lock = threading.Lock()
 
 
 def _lower_priority() -> None:
-    """Give this thread (and the compute threads it spawns) a higher nice value than the server's.
+    """Optionally give this thread (and the compute threads it spawns) a higher nice value.
 
-    In a classroom the server must answer thirty Draw pages at once while a run trains: training
-    takes whatever CPU the pages leave, instead of the pages waiting for training. On Linux a nice
-    value is per thread and inherited by threads created later, such as PyTorch's compute pool.
+    With ``DIGITLAB_TRAINING_NICE=10`` a server that must answer many Draw pages while a run
+    trains lets training take only the CPU the pages leave. Off by default: on a quiet machine
+    it cost a tenth of the training throughput (python -m bench --only dashboard). On Linux a
+    nice value is per thread and inherited by threads created later, such as PyTorch's pool.
     """
-    nice = os.environ.get("DIGITLAB_TRAINING_NICE", "10").strip()
+    nice = os.environ.get("DIGITLAB_TRAINING_NICE", "0").strip()
+    if nice in ("", "0"):
+        return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), int(nice))
     except (AttributeError, OSError, ValueError):

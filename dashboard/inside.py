@@ -88,7 +88,8 @@ def network_view(choice, pre) -> None:
 
 def look_inside(choice, result) -> None:
     st.divider()
-    view = st.segmented_control("Look inside", VIEWS, default=VIEWS[0], key="draw.inside")
+    view = st.segmented_control("Look inside", VIEWS, default=None, key="draw.inside",
+                                help="How the drawing was prepared, which pixels mattered, and what each layer saw")
     pre = result.preprocessed
     if view == "Steps":
         steps_view(pre)

@@ -227,6 +227,7 @@ def test_look_inside_a_drawing(page, server):
     open_draw(page, server)
     draw_on(page, canvas(page), digit_strokes(8))
     expect(prediction(page)).to_have_text("Prediction: 8")
+    page.locator("button", has_text="Steps").click()
     expect(page.get_by_text("4. centred in 28×28")).to_be_visible()
     page.locator("button", has_text="Saliency").click()
     expect(page.get_by_text(re.compile("red: pixels that pushed the score"))).to_be_visible()

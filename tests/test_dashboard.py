@@ -136,6 +136,7 @@ def test_draw_page_look_inside_views_render():
     at = app("views/draw.py")
     session(at).last_drawing = drawing(4)
     at.run()
+    at.segmented_control(key="draw.inside").set_value("Steps").run()
     assert any("4. centred in 28×28" in str(i.proto) for i in at.get("image"))
     at.segmented_control(key="draw.inside").set_value("Saliency").run()
     assert not at.exception and any("pushed the score" in str(i.proto) for i in at.get("image"))
@@ -176,3 +177,18 @@ def test_finished_runs_are_kept_listed_and_can_be_reused_renamed_and_deleted(mir
     at.button(key="runs.delete").click().run()
     assert not list(runs_folder.glob("*/run.json"))
     assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_inside_an_mlp_shows_its_units(mirror_root):
+    from core import checkpoint
+    from core import models as M
+
+    at = app("views/draw.py")
+    sess = session(at)
+    sess.use_checkpoint(checkpoint.from_model(M.build_model(M.MLPConfig()), M.MLPConfig(), name="an MLP"), "trained")
+    sess.last_drawing = drawing(4)
+    at.run()
+    at.segmented_control(key="draw.inside").set_value("Inside the network").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1  # all 128 units' activations
+    assert sum("unit " in str(i.proto) for i in at.get("image")) == 16
