@@ -69,14 +69,17 @@ def prediction(page):
 
 def test_draw_a_digit_see_the_prediction_then_clear(page, server):
     open_draw(page, server)
+    images_loaded(page)
     page.screenshot(path=SHOTS / "1-draw-empty.png")
     draw_on(page, canvas(page), digit_strokes(3))
     expect(prediction(page)).to_have_text("Prediction: 3")
     expect(page.get_by_text("What the model saw (28×28)")).to_be_visible()
     expect(page.get_by_text(re.compile("Answered by .*bundled"))).to_be_visible()
+    images_loaded(page)
     page.screenshot(path=SHOTS / "2-draw-prediction-3.png")
     clear_canvas(page)
     expect(prediction(page)).to_have_count(0)
+    images_loaded(page)
     page.screenshot(path=SHOTS / "3-draw-cleared.png")
 
 
@@ -137,9 +140,11 @@ def test_train_live_then_the_new_model_answers(page, server):
         page.wait_for_timeout(300)
     assert len(seen) >= 2, f"the progress text should update while training, saw {seen}"
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    images_loaded(page)
     page.screenshot(path=SHOTS / "4-train-running.png")
     expect(page.get_by_text(re.compile(r"Run finished\. Test accuracy"))).to_be_visible(timeout=120_000)
     expect(page.get_by_text("Accuracy per epoch")).to_be_visible()
+    images_loaded(page)
     page.screenshot(path=SHOTS / "5-train-finished.png")
     # back to Draw in the same session: the model just trained answers
     page.get_by_role("link", name="Draw").first.click()
@@ -147,6 +152,7 @@ def test_train_live_then_the_new_model_answers(page, server):
     draw_on(page, canvas(page), digit_strokes(7))
     expect(prediction(page)).to_have_text("Prediction: 7")
     expect(page.get_by_text(re.compile(r"Answered by Run 1: seed CNN"))).to_be_visible()
+    images_loaded(page)
     page.screenshot(path=SHOTS / "6-draw-with-trained-model.png")
 
 
@@ -184,6 +190,7 @@ def test_two_sessions_train_different_models_and_stay_isolated(browser, tmp_path
         first = progress_b.inner_text()
         expect(progress_b).not_to_have_text(first, timeout=30_000)  # B trains on
         expect(b.get_by_text(re.compile(r"Run stopped"))).to_have_count(0)
+        images_loaded(b)
         b.screenshot(path=SHOTS / "7-isolation-b-still-training.png")
         # each Draw page answers with its own session's model
         a.get_by_role("link", name="Draw").first.click()
@@ -192,6 +199,7 @@ def test_two_sessions_train_different_models_and_stay_isolated(browser, tmp_path
         b.get_by_role("link", name="Draw").first.click()
         draw_on(b, canvas(b), digit_strokes(1))
         expect(b.get_by_text(re.compile(r"Answered by the model being trained"))).to_be_visible()
+        images_loaded(b)
         b.screenshot(path=SHOTS / "8-isolation-b-draws-with-live-weights.png")
     finally:
         ctx_a.close()
@@ -208,6 +216,7 @@ def test_evaluate_click_a_confusion_matrix_cell_to_see_its_images(page, server, 
     page.goto(server.url + "/evaluate")
     expect(page.get_by_text("Confusion matrix (click a cell)")).to_be_visible(timeout=90_000)
     expect(page.get_by_text(f"{ev.accuracy:.2%}", exact=True)).to_be_visible()
+    images_loaded(page)
     page.screenshot(path=SHOTS / "9-evaluate.png", full_page=True)
     point = page.locator(".js-plotly-plot").first.locator("path.point").nth(int(true) * 10 + int(pred))
     box = point.bounding_box()
@@ -220,6 +229,7 @@ def test_evaluate_click_a_confusion_matrix_cell_to_see_its_images(page, server, 
     gallery = page.locator("[data-testid='stImage']")
     expect(gallery.first).to_be_visible()
     assert gallery.count() >= off[true, pred]
+    images_loaded(page)
     page.screenshot(path=SHOTS / "10-evaluate-cell.png", full_page=True)
 
 
