@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import insight
+from core.inference import classify
 from dashboard import charts
 
 VIEWS = ["Steps", "Saliency", "Inside the network"]
@@ -86,10 +87,17 @@ def network_view(choice, pre) -> None:
         cols[i % 8].image(big(unit(weights[u]), 3), caption=f"unit {u + 1}: {acts[u]:.1f}", clamp=True)
 
 
-def look_inside(choice, result) -> None:
+def look_inside(model_choice, pixels) -> None:
+    """Computes only the view a person picked: a stroke with no view open costs nothing here."""
     st.divider()
     view = st.segmented_control("Look inside", VIEWS, default=None, key="draw.inside",
                                 help="How the drawing was prepared, which pixels mattered, and what each layer saw")
+    if view is None:
+        return
+    choice = model_choice()
+    result = classify(choice.model, pixels, choice.info, background="dark")
+    if not result.ok:
+        return
     pre = result.preprocessed
     if view == "Steps":
         steps_view(pre)

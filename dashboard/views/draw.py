@@ -36,28 +36,37 @@ def answer_panel() -> None:
                    "clothing. Drawing is meant for digit models: train on MNIST to classify digits.")
     pixels = sess.last_drawing
     result = None if pixels is None else classify(choice.model, pixels, choice.info, background="dark")
-    if result is None or result.preprocessed.reason == "empty":
-        st.info("Draw a digit on the black canvas. The model answers when you lift the mouse or your finger.",
-                icon=":material/draw:")
-        return
-    if not result.ok:
-        st.warning(result.message, icon=":material/info:")
+    if result is None or not result.ok:
+        if result is None or result.preprocessed.reason == "empty":
+            st.info("Draw a digit on the black canvas. The model answers when you lift the mouse or your finger.",
+                    icon=":material/draw:")
+        else:
+            st.warning(result.message, icon=":material/info:")
+        # the same layout, empty: nothing jumps when the first answer arrives, and the browser has
+        # already loaded everything it needs to show one
+        answer_layout(choice, None, np.zeros((28, 28), np.float32), "What the model will see (28×28)")
         return
     label = choice.info.classes[result.digit]
     st.markdown(f"## Prediction: {label}")
     st.markdown(f"**{result.confidence:.0%}** sure")
     top = np.argsort(result.probabilities)[::-1][:3]
     st.caption("Top 3: " + " · ".join(f"{choice.info.classes[i]} {result.probabilities[i]:.1%}" for i in top))
+    answer_layout(choice, result, result.preprocessed.image, "What the model saw (28×28)")
+    st.caption(f"Answered by **{choice.name}** · {choice.detail}")
+
+
+def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:
+    """Ten probability bars and the 28x28 image; bars at zero when there is no answer."""
+    probs = result.probabilities if result is not None else np.zeros(10)
+    best = int(result.digit) if result is not None else -1
     bars, seen = st.columns([3, 2])
     with bars:  # ten plain bars: far lighter for a browser than a chart library, on thirty laptops at once
         st.markdown("**How sure is the model?**")
-        best = int(result.digit)
-        for i, p in enumerate(result.probabilities):
+        for i, p in enumerate(probs):
             name = choice.info.classes[i]
             st.progress(float(p), text=f"**{name}: {p:.0%}**" if i == best else f"{name}: {p:.0%}")
     with seen:
-        st.image(upscale(result.preprocessed.image), caption="What the model saw (28×28)", clamp=True)
-    st.caption(f"Answered by **{choice.name}** · {choice.detail}")
+        st.image(upscale(image), caption=caption, clamp=True)
 
 
 st.title("Draw a digit")
@@ -77,7 +86,4 @@ with right:
     answer_panel()
 
 if sess.last_drawing is not None:  # the insight views follow each stroke, not the once-a-second refresh
-    choice = sess.model_for_drawing()
-    shown = classify(choice.model, sess.last_drawing, choice.info, background="dark")
-    if shown.ok:
-        inside.look_inside(choice, shown)
+    inside.look_inside(sess.model_for_drawing, sess.last_drawing)
