@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import streamlit as st
@@ -12,6 +13,19 @@ from dashboard import state
 def run_active() -> bool:
     run = state.session().run
     return run is not None and not run.done
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md_escape(text: str) -> str:
+    """User text (a run's name) for a Markdown element: shown as typed, never as links, images or icons.
+
+    Escaping stops Markdown syntax; an invisible word joiner inside "://" and "www." also stops
+    the bare-URL autolinks that Markdown makes after escapes are read.
+    """
+    text = str(text).replace("://", ":\u2060//").replace("www.", "www\u2060.")
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
 def format_seconds(s: float) -> str:

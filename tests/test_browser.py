@@ -251,3 +251,27 @@ def test_look_inside_a_drawing(page, server):
     page.get_by_text(re.compile(r"conv2: 16 maps")).scroll_into_view_if_needed()
     images_loaded(page)
     page.screenshot(path=SHOTS / "12-draw-inside-cnn.png", full_page=True)
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1">[a](http://127.0.0.1:9/)**b**:red[c]'  # under 80 chars
+
+
+def test_a_hostile_run_name_is_shown_as_text(page, server):
+    page.goto(server.url + "/train?train.model=MLP&train.subset=2000&train.epochs=1")
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_text(re.compile(r"Run finished\."))).to_be_visible(timeout=120_000)
+    page.get_by_role("link", name="Runs").first.click()
+    name = page.get_by_label("New name")
+    name.fill(HOSTILE)
+    page.get_by_role("button", name="Rename").click()
+    page.get_by_role("button", name="Make it the current model").click()
+    expect(page.get_by_text(re.compile(r"“<img src=x onerror=.*\*\*b\*\*:red\[c\]” now answers"))).to_be_visible()
+    page.get_by_role("link", name="Draw").first.click()
+    draw_on(page, canvas(page), digit_strokes(0))
+    expect(prediction(page)).to_have_count(1)  # a one-epoch model: any answer will do
+    expect(page.get_by_text(re.compile(r"Answered by .*<img src=x"))).to_be_visible()
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("a[href^='http://127.0.0.1:9']").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+    images_loaded(page)
+    page.screenshot(path=SHOTS / "13-hostile-name-as-text.png")

@@ -93,7 +93,7 @@ def test_a_short_run_started_with_the_widgets_streams_events_and_becomes_the_cur
     at.run()
     sess.last_drawing = drawing(7)
     at.run()
-    assert any("Answered by" in c.value and "Run 1: seed MLP" in c.value for c in at.caption)
+    assert any("Answered by **Run 1\\: seed MLP**" in c.value for c in at.caption)  # user text, escaped
 
 
 def test_a_diverging_run_is_explained_in_words_a_student_understands(mirror_root):
@@ -192,3 +192,25 @@ def test_inside_an_mlp_shows_its_units(mirror_root):
     assert not at.exception
     assert len(at.get("plotly_chart")) == 1  # all 128 units' activations
     assert sum("unit " in str(i.proto) for i in at.get("image")) == 16
+
+
+def test_a_run_beyond_the_training_slots_waits_in_line_and_says_so(mirror_root, mnist, monkeypatch):
+    from core import session as S
+    from core.trainer import TrainConfig
+    from core import models as M
+
+    pool = S.SlotPool(1)
+    monkeypatch.setattr(S, "SLOTS", pool)
+    blocker = S.TrainingRun(TrainConfig(model=M.MLPConfig(), epochs=100), mnist, slots=pool).start()
+    try:
+        at = app("views/train.py")
+        at.radio(key="train.model").set_value("MLP")
+        at.number_input(key="train.subset").set_value(2000)
+        at.run()
+        at.button(key="train.start_button").click().run()
+        run = session(at).run
+        assert run.view().state == "queued"
+        assert any("This run is number 1 in line" in w.value for w in at.warning)
+    finally:
+        blocker.stop()
+    assert run.join(timeout=120) and run.view().end.reason == "finished"

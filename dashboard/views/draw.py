@@ -52,7 +52,7 @@ def answer_panel() -> None:
     top = np.argsort(result.probabilities)[::-1][:3]
     st.caption("Top 3: " + " · ".join(f"{choice.info.classes[i]} {result.probabilities[i]:.1%}" for i in top))
     answer_layout(choice, result, result.preprocessed.image, "What the model saw (28×28)")
-    st.caption(f"Answered by **{choice.name}** · {choice.detail}")
+    st.caption(f"Answered by **{widgets.md_escape(choice.name)}** · {choice.detail}")
 
 
 def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import insight
 from core.data import dataset_info
-from dashboard import charts, state
+from dashboard import charts, state, widgets
 
 sess = state.session()
 ck = sess.current
@@ -16,7 +16,7 @@ info = dataset_info(ck.dataset)
 classes = info.classes
 
 st.title("Evaluate the current model")
-st.caption(f"{ck.name or ck.description} on the {len(state.test_split(ck.dataset)):,} test images of {info.title}"
+st.caption(f"{widgets.md_escape(ck.name or ck.description)} on the {len(state.test_split(ck.dataset)):,} test images of {info.title}"
            " (while a run trains, this page shows the model that answered before it)")
 
 cached = sess._built.get("evaluation")

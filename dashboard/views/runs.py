@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.checkpoint import CheckpointError
 from core.runs import RunStore
-from dashboard import charts, state
+from dashboard import charts, state, widgets
 
 sess = state.session()
 store = RunStore()
@@ -64,7 +64,7 @@ if c1.button("Make it the current model", key="runs.use", icon=":material/check_
         ckpt = r.checkpoint()
         ckpt.name = r.name
         sess.use_checkpoint(ckpt, f"run {r.id}")
-        st.success(f"“{r.name}” now answers on the Draw page.")
+        st.success(f"“{widgets.md_escape(r.name)}” now answers on the Draw page.")
     except CheckpointError as err:
         st.error(str(err))
 with c2.form("rename", border=False):
@@ -73,7 +73,7 @@ with c2.form("rename", border=False):
         store.rename(r.id, new_name)
         st.rerun()
 with c3.popover("Delete", icon=":material/delete:"):
-    st.write(f"Delete “{r.name}” and its files?")
+    st.write(f"Delete “{widgets.md_escape(r.name)}” and its files?")
     if st.button("Yes, delete", type="primary", key="runs.delete"):
         store.delete(r.id)
         st.rerun()
