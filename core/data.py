@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def import_mirror(name: str, mirror: Path, root: Path) -> None:
         data = _read_idx(mirror / f"{fname}.gz", magic, shape)
         target = raw_dir / fname
         if not target.exists() or target.stat().st_size != len(data):
-            tmp = target.with_suffix(".tmp")
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, target)
 
@@ -184,16 +185,23 @@ def _cache_path(name: str) -> Path:
     return paths.home() / "cache" / f"{name}.pt"
 
 
+_load_lock = threading.Lock()  # two runs starting at once must not import into the same files together
+
+
 def load_dataset(name: str = "mnist", device: torch.device | str = "cpu") -> Dataset:
     """Load a data set as tensors on ``device``; see the module docstring for the sources."""
+    with _load_lock:
+        return _load_dataset(name).to(device)
+
+
+def _load_dataset(name: str) -> Dataset:
     info = dataset_info(name)
     cache = _cache_path(name)
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)
             if blob.get("version") == _CACHE_VERSION:
-                ds = Dataset(info, Split(blob["train_x"], blob["train_y"]), Split(blob["test_x"], blob["test_y"]))
-                return ds.to(device)
+                return Dataset(info, Split(blob["train_x"], blob["train_y"]), Split(blob["test_x"], blob["test_y"]))
         except Exception:  # a damaged cache is rebuilt from the source
             pass
 
@@ -214,11 +222,11 @@ def load_dataset(name: str = "mnist", device: torch.device | str = "cpu") -> Dat
             ) from None
 
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # unique per process: servers can share a home
     torch.save({"version": _CACHE_VERSION, "train_x": train.images, "train_y": train.labels,
                 "test_x": test.images, "test_y": test.labels}, tmp)
     os.replace(tmp, cache)
-    return Dataset(info, train, test).to(device)
+    return Dataset(info, train, test)
 
 
 def clear_cache(name: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from core import checkpoint
+from core.runs import RunStore
 from core.data import DataUnavailableError, Dataset, load_dataset
 from core.trainer import (BatchEvent, EndEvent, EpochEvent, Snapshot, StartEvent, TrainConfig, TrainControl,
                           Trainer)
@@ -120,6 +121,7 @@ class TrainingRun:
     liveness_grace_s: float = 10.0  # a reconnecting browser is not a closed one
     slots: SlotPool = field(default_factory=lambda: SLOTS)
     name: str = ""
+    store: RunStore | None = None  # where the finished run is kept, written by the run's own thread
 
     def __post_init__(self):
         self.control = TrainControl()
@@ -136,6 +138,8 @@ class TrainingRun:
         self._paused_since: float | None = None
         self._paused_for = 0.0
         self.result: checkpoint.Checkpoint | None = None
+        self.saved_id: str | None = None
+        self.save_error: str | None = None
         with _ticket_lock:
             self.ticket = next(_tickets)
 
@@ -149,6 +153,9 @@ class TrainingRun:
 
     def stop(self) -> None:
         with self._lock:
+            if self._paused_since is not None:
+                self._paused_for += time.perf_counter() - self._paused_since
+                self._paused_since = None
             if self._state not in ("done",):
                 self._state = "stopping"
         self.control.stop()
@@ -259,6 +266,12 @@ class TrainingRun:
                 self.result = checkpoint.from_model(trainer.model, self.config.model, dataset=self.config.dataset,
                                                     train_config=self.config.to_dict(), metrics=metrics,
                                                     name=self.name)
+                if self.store is not None:  # here, not in a page: a run whose tab has closed is kept too
+                    view = self.view()
+                    try:
+                        self.saved_id = self.store.save(self.name, self.result, view.batches, view.epochs, end).id
+                    except OSError as err:
+                        self.save_error = f"the run could not be saved to disk: {err}"
         except Exception as err:  # the thread must never die silently
             with self._lock:
                 self._error = f"{type(err).__name__}: {err}"

@@ -323,6 +323,7 @@ class Trainer:
         yield start
 
         step, epoch_done, paused_s = 0, 0, 0.0
+        trained, eval_s, evaluated_at = 0, 0.0, 0  # samples seen, seconds spent on the test set, step of the last test
         t_start = time.perf_counter()
         last_publish = t_start
         test_loss = test_acc = None
@@ -331,9 +332,21 @@ class Trainer:
         def elapsed() -> float:
             return time.perf_counter() - t_start - paused_s
 
+        def test() -> tuple[float, float]:
+            nonlocal eval_s, evaluated_at
+            t0 = time.perf_counter()
+            result = evaluate(model, self.test_split, self.info)
+            eval_s += time.perf_counter() - t0
+            evaluated_at = step
+            return result
+
         def end(reason: str, message: str) -> EndEvent:
+            nonlocal test_loss, test_acc
+            if reason == "stopped" and step > evaluated_at:  # the metrics must describe the weights kept
+                test_loss, test_acc = test()
             secs = elapsed()
-            ev = EndEvent(reason, message, epoch_done, step, secs, step * cfg.batch_size / secs if secs > 0 else 0.0,
+            training_s = secs - eval_s  # samples/s of training itself, not of the test-set passes
+            ev = EndEvent(reason, message, epoch_done, step, secs, trained / training_s if training_s > 0 else 0.0,
                           test_acc, test_loss)
             self.metrics = {"reason": reason, "test_acc": test_acc, "test_loss": test_loss, "epochs": epoch_done,
                             "steps": step, "train_seconds": secs, "samples_per_second": ev.samples_per_s}
@@ -369,6 +382,7 @@ class Trainer:
                         schedule.step()
                     step += 1
                     seen += len(y)
+                    trained += len(y)
                     detached = loss.detach()
                     loss_sum.add_(detached, alpha=len(y))
                     correct.add_((logits.detach().argmax(1) == y).sum())
@@ -394,7 +408,7 @@ class Trainer:
                     break
                 if window_n and not math.isfinite(window.item()):
                     raise _Diverged(float("nan"))
-                test_loss, test_acc = evaluate(model, self.test_split, self.info)
+                test_loss, test_acc = test()
                 model.train()
                 epoch_done = epoch
                 train_loss = loss_sum.item() / max(seen, 1)
@@ -414,7 +428,7 @@ class Trainer:
             snap = self._snapshot
             if snap is not None:
                 model.load_state_dict(snap.state_dict)
-            test_loss, test_acc = evaluate(model, self.test_split, self.info)
+            test_loss, test_acc = test()
             yield end("diverged", "the learning rate is too high: the loss became NaN (not a number). "
                       f"The last good weights, from step {snap.step if snap else 0}, were kept. "
                       "Try a learning rate 10 times smaller.")

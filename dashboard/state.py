@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from core import checkpoint, paths
 from core.data import DatasetInfo, dataset_info
-from core.runs import RunStore
 from core.session import TrainingRun
 
 # session-state keys, all in one place
@@ -53,19 +52,19 @@ class AppSession:
     _built: dict = field(default_factory=dict)
 
     def adopt_finished_run(self) -> bool:
-        """Make a finished run's model the current one and keep the run on disk, once. True if it changed."""
+        """The first time a run is seen to have ended: its model (if any) becomes the current one.
+
+        True then, so the page redraws whole: buttons unlock, the sidebar names the new model.
+        """
         run = self.run
-        if run is not None and run.done and run.result is not None and self._built.get("adopted") != run.ticket:
-            self._built["adopted"] = run.ticket
+        if run is None or not run.done or self._built.get("adopted") == run.ticket:
+            return False
+        self._built["adopted"] = run.ticket
+        if run.result is not None:
             self.current, self.current_source = run.result, "trained"
             self._built.pop("current", None)
-            view = run.view()
-            try:
-                self.saved_run_id = RunStore().save(run.name, run.result, view.batches, view.epochs, view.end).id
-            except OSError as err:  # a full disk must not lose the model in memory
-                self.save_error = f"The run could not be saved to disk: {err}"
-            return True
-        return False
+        self.saved_run_id, self.save_error = run.saved_id, run.save_error
+        return True
 
     def use_checkpoint(self, ckpt: checkpoint.Checkpoint, source: str) -> None:
         self.current, self.current_source = ckpt, source

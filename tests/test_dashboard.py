@@ -214,3 +214,24 @@ def test_a_run_beyond_the_training_slots_waits_in_line_and_says_so(mirror_root, 
     finally:
         blocker.stop()
     assert run.join(timeout=120) and run.view().end.reason == "finished"
+
+
+def test_the_train_page_unlocks_after_a_run_that_ends_without_a_model(mirror_root, mnist, monkeypatch):
+    from core import models as M
+    from core import session as S
+    from core.trainer import TrainConfig
+
+    pool = S.SlotPool(1)
+    monkeypatch.setattr(S, "SLOTS", pool)
+    blocker = S.TrainingRun(TrainConfig(model=M.MLPConfig(), epochs=100), mnist, slots=pool).start()
+    try:
+        at = app("views/train.py")
+        at.button(key="train.start_button").click().run()
+        assert at.button(key="train.start_button").disabled
+        at.button(key="train.stop_button").click().run()  # stopped while still waiting in line
+        assert session(at).run.join(timeout=30) and session(at).run.result is None
+        at.run()
+        assert not at.button(key="train.start_button").disabled and not at.exception
+    finally:
+        blocker.stop()
+        blocker.join(timeout=30)

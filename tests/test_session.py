@@ -99,3 +99,23 @@ def test_bad_settings_end_the_run_with_the_reason(mnist):
     run = TrainingRun(cfg(batch_size=10_000), mnist, slots=SlotPool(1)).start()
     assert run.join(timeout=30)
     assert run.view().end.reason == "failed" and "larger than the 3200 training samples" in run.view().error
+
+
+def test_the_run_keeps_itself_on_disk_even_with_no_page_watching(mnist, tmp_path):
+    from core.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    run = TrainingRun(cfg(), mnist, slots=SlotPool(1), store=store, name="unattended").start()
+    assert run.join(timeout=60)
+    assert run.saved_id is not None and [r.name for r in store.list()] == ["unattended"]
+
+
+def test_stopping_a_paused_run_stops_its_paused_clock(mnist):
+    run = TrainingRun(cfg(epochs=50), mnist, slots=SlotPool(1)).start()
+    assert wait_for(lambda: len(run.view().batches) > 3)
+    run.pause()
+    assert wait_for(lambda: run.view().state == "paused")
+    run.stop()
+    assert run.join(timeout=30)
+    first = run.view().paused_for
+    assert not wait_for(lambda: run.view().paused_for > first, timeout=0.3)

@@ -201,3 +201,13 @@ def test_other_errors_are_not_mistaken_for_out_of_memory(mnist, monkeypatch):
     monkeypatch.setattr(trainer.model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
         list(trainer.run())
+
+
+def test_a_stopped_run_reports_the_accuracy_of_the_weights_it_keeps(mnist):
+    trainer = Trainer(small(epochs=3, train_subset=6400), mnist)
+    for ev in trainer.run():
+        if isinstance(ev, BatchEvent) and ev.step == 150:  # half-way through epoch 2
+            trainer.control.stop()
+    end = trainer.history[-1]
+    assert end.reason == "stopped" and end.epochs == 1
+    assert end.test_acc == pytest.approx(evaluate(trainer.model, mnist.test, mnist.info)[1])

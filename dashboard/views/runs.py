@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -45,10 +47,10 @@ if chosen:
         batches, epochs = r.batches(), r.epochs()
         if batches:
             loss.add_trace(go.Scatter(x=[b["step"] for b in batches], y=charts.smooth([b["loss"] for b in batches]),
-                                      mode="lines", name=r.name))
+                                      mode="lines", name=html.escape(r.name)))  # plotly renders some HTML
         if epochs:
             acc.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] * 100 for e in epochs],
-                                     mode="lines+markers", name=r.name))
+                                     mode="lines+markers", name=html.escape(r.name)))
     a, b = st.columns(2)
     a.plotly_chart(charts.finish(loss, "Loss (smoothed)", 340, "cross-entropy", "step"), key="runs.loss",
                    config={"displayModeBar": False})
@@ -65,15 +67,21 @@ if c1.button("Make it the current model", key="runs.use", icon=":material/check_
         ckpt.name = r.name
         sess.use_checkpoint(ckpt, f"run {r.id}")
         st.success(f"“{widgets.md_escape(r.name)}” now answers on the Draw page.")
-    except CheckpointError as err:
-        st.error(str(err))
+    except (CheckpointError, OSError) as err:  # deleted meanwhile from another tab, or damaged
+        st.error(f"This run's model could not be loaded: {err}")
 with c2.form("rename", border=False):
     new_name = st.text_input("New name", value=r.name, max_chars=80, key="runs.new_name")
     if st.form_submit_button("Rename"):
-        store.rename(r.id, new_name)
-        st.rerun()
+        try:
+            store.rename(r.id, new_name)
+            st.rerun()
+        except OSError:
+            st.error("This run is gone (deleted from another tab).")
 with c3.popover("Delete", icon=":material/delete:"):
     st.write(f"Delete “{widgets.md_escape(r.name)}” and its files?")
     if st.button("Yes, delete", type="primary", key="runs.delete"):
-        store.delete(r.id)
+        try:
+            store.delete(r.id)
+        except OSError:
+            pass  # already gone
         st.rerun()

@@ -8,6 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from core import models as M
+from core.runs import RunStore
 from core.session import TrainingRun
 from core.trainer import TrainConfig, available_devices
 from dashboard import charts, state, widgets
@@ -110,7 +111,7 @@ def controls(cfg: TrainConfig) -> None:
     if c1.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
                  width="stretch", key="train.start_button"):
         sess.runs_started += 1
-        sess.run = TrainingRun(cfg, liveness=state.liveness_probe(),
+        sess.run = TrainingRun(cfg, liveness=state.liveness_probe(), store=RunStore(),
                                name=f"Run {sess.runs_started}: {M.describe(cfg.model)}").start()
         st.rerun()
     paused = run is not None and run.view(since_batch=10**12).state == "paused"
