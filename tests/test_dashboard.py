@@ -194,44 +194,39 @@ def test_inside_an_mlp_shows_its_units(mirror_root):
     assert sum("unit " in str(i.proto) for i in at.get("image")) == 16
 
 
-def test_a_run_beyond_the_training_slots_waits_in_line_and_says_so(mirror_root, mnist, monkeypatch):
+@pytest.fixture
+def busy_slots(mnist, monkeypatch):
+    """The server's one training slot, taken by another session's long run."""
+    from core import models as M
     from core import session as S
     from core.trainer import TrainConfig
-    from core import models as M
 
     pool = S.SlotPool(1)
     monkeypatch.setattr(S, "SLOTS", pool)
     blocker = S.TrainingRun(TrainConfig(model=M.MLPConfig(), epochs=100), mnist, slots=pool).start()
-    try:
-        at = app("views/train.py")
-        at.radio(key="train.model").set_value("MLP")
-        at.number_input(key="train.subset").set_value(2000)
-        at.run()
-        at.button(key="train.start_button").click().run()
-        run = session(at).run
-        assert run.view().state == "queued"
-        assert any("This run is number 1 in line" in w.value for w in at.warning)
-    finally:
-        blocker.stop()
+    yield blocker
+    blocker.stop()
+    blocker.join(timeout=30)
+
+
+def test_a_run_beyond_the_training_slots_waits_in_line_and_says_so(mirror_root, busy_slots):
+    at = app("views/train.py")
+    at.radio(key="train.model").set_value("MLP")
+    at.number_input(key="train.subset").set_value(2000)
+    at.run()
+    at.button(key="train.start_button").click().run()
+    run = session(at).run
+    assert run.view().state == "queued"
+    assert any("This run is number 1 in line" in w.value for w in at.warning)
+    busy_slots.stop()
     assert run.join(timeout=120) and run.view().end.reason == "finished"
 
 
-def test_the_train_page_unlocks_after_a_run_that_ends_without_a_model(mirror_root, mnist, monkeypatch):
-    from core import models as M
-    from core import session as S
-    from core.trainer import TrainConfig
-
-    pool = S.SlotPool(1)
-    monkeypatch.setattr(S, "SLOTS", pool)
-    blocker = S.TrainingRun(TrainConfig(model=M.MLPConfig(), epochs=100), mnist, slots=pool).start()
-    try:
-        at = app("views/train.py")
-        at.button(key="train.start_button").click().run()
-        assert at.button(key="train.start_button").disabled
-        at.button(key="train.stop_button").click().run()  # stopped while still waiting in line
-        assert session(at).run.join(timeout=30) and session(at).run.result is None
-        at.run()
-        assert not at.button(key="train.start_button").disabled and not at.exception
-    finally:
-        blocker.stop()
-        blocker.join(timeout=30)
+def test_the_train_page_unlocks_after_a_run_that_ends_without_a_model(mirror_root, busy_slots):
+    at = app("views/train.py")
+    at.button(key="train.start_button").click().run()
+    assert at.button(key="train.start_button").disabled
+    at.button(key="train.stop_button").click().run()  # stopped while still waiting in line
+    assert session(at).run.join(timeout=30) and session(at).run.result is None
+    at.run()
+    assert not at.button(key="train.start_button").disabled and not at.exception
