@@ -256,14 +256,27 @@ def test_look_inside_a_drawing(page, server):
 HOSTILE = '<img src=x onerror="window.__pwned=1">[a](http://127.0.0.1:9/)**b**:red[c]'  # under 80 chars
 
 
-def test_a_hostile_run_name_is_shown_as_text(page, server):
+@pytest.fixture
+def fresh_server(tmp_path_factory, mirror_root):
+    srv = StreamlitServer(tmp_path_factory.mktemp("fresh") / "home")
+    yield srv
+    srv.stop()
+
+
+def test_a_hostile_run_name_is_shown_as_text(page, fresh_server, runs_folder):
+    server = fresh_server  # its own runs folder: the run to rename is the only one
     page.goto(server.url + "/train?train.model=MLP&train.subset=2000&train.epochs=1")
     page.get_by_role("button", name="Start").click()
     expect(page.get_by_text(re.compile(r"Run finished\."))).to_be_visible(timeout=120_000)
     page.get_by_role("link", name="Runs").first.click()
     name = page.get_by_label("New name")
+    expect(name).to_have_value(re.compile(r"^Run \d+: seed MLP$"))  # the page has settled on this run
     name.fill(HOSTILE)
     page.get_by_role("button", name="Rename").click()
+    deadline = time.monotonic() + 30
+    while not any(json.loads(p.read_text())["name"] == HOSTILE for p in runs_folder.glob("*/run.json")):
+        assert time.monotonic() < deadline, "the rename did not reach run.json"
+        page.wait_for_timeout(100)
     page.get_by_role("button", name="Make it the current model").click()
     expect(page.get_by_text(re.compile(r"“<img src=x onerror=.*\*\*b\*\*:red\[c\]” now answers"))).to_be_visible()
     page.get_by_role("link", name="Draw").first.click()
