@@ -22,8 +22,7 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, StreamlitServer, digit_strokes
-from tests.test_browser import WATCH_PREDICTION
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, WATCH_PREDICTION, StreamlitServer, digit_strokes
 
 DIGITS = [0, 1, 2, 3, 6, 7, 8, 9]  # single-stroke digits: one mouse-up each
 

@@ -84,3 +84,15 @@ def draw_on(page, canvas_locator, strokes) -> None:
         for x, y in stroke[1:]:
             page.mouse.move(box["x"] + x, box["y"] + y, steps=2)
         page.mouse.up()
+
+
+# Run in a page before drawing: records when the mouse goes up and when "Prediction:" appears.
+WATCH_PREDICTION = """() => {
+    window.__mouseUp = null; window.__predicted = null;
+    window.addEventListener("mouseup", () => { window.__mouseUp = performance.now(); }, {capture: true, once: true});
+    const seen = () => [...document.querySelectorAll("h2")].some(h => h.innerText.startsWith("Prediction: "));
+    const obs = new MutationObserver(() => {
+        if (window.__mouseUp !== null && seen()) { window.__predicted = performance.now(); obs.disconnect(); }
+    });
+    obs.observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""

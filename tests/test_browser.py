@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, StreamlitServer, artifacts_dir, digit_strokes, draw_on
+from tests.browser import (CHROMIUM, CHROMIUM_FLAGS, WATCH_PREDICTION, StreamlitServer, artifacts_dir,
+                           digit_strokes, draw_on)
 
 SHOTS = artifacts_dir()
 expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a speed assertion
@@ -81,17 +82,6 @@ def test_draw_a_digit_see_the_prediction_then_clear(page, server):
     expect(prediction(page)).to_have_count(0)
     images_loaded(page)
     page.screenshot(path=SHOTS / "3-draw-cleared.png")
-
-
-WATCH_PREDICTION = """() => {
-    window.__mouseUp = null; window.__predicted = null;
-    window.addEventListener("mouseup", () => { window.__mouseUp = performance.now(); }, {capture: true, once: true});
-    const seen = () => [...document.querySelectorAll("h2")].some(h => h.innerText.startsWith("Prediction: "));
-    const obs = new MutationObserver(() => {
-        if (window.__mouseUp !== null && seen()) { window.__predicted = performance.now(); obs.disconnect(); }
-    });
-    obs.observe(document.body, {childList: true, subtree: true, characterData: true});
-}"""
 
 
 def test_mouse_up_to_prediction_latency(page, server):

@@ -28,6 +28,16 @@ def session(at: AppTest) -> state.AppSession:
     return at.session_state[state.SESSION]
 
 
+def start_small_mlp_run() -> AppTest:
+    """The Train page with the seed MLP on 2,000 samples, Start pressed."""
+    at = app("views/train.py")
+    at.radio(key="train.model").set_value("MLP")
+    at.number_input(key="train.subset").set_value(2000)
+    at.run()
+    at.button(key="train.start_button").click().run()
+    return at
+
+
 @pytest.mark.parametrize("page, text", [(None, "Digit Lab"), ("views/train.py", "Train a network"),
                                         ("views/draw.py", "Draw a digit")])
 def test_every_page_renders_without_exceptions(page, text):
@@ -155,11 +165,7 @@ def test_evaluate_page_reports_the_current_model_on_the_test_set(mirror_root):
 
 
 def test_finished_runs_are_kept_listed_and_can_be_reused_renamed_and_deleted(mirror_root, runs_folder):
-    at = app("views/train.py")
-    at.radio(key="train.model").set_value("MLP")
-    at.number_input(key="train.subset").set_value(2000)
-    at.run()
-    at.button(key="train.start_button").click().run()
+    at = start_small_mlp_run()
     assert session(at).run.join(timeout=120)
     at.run()  # adopts the run: it becomes current and is saved
     assert len(list(runs_folder.glob("*/run.json"))) == 1
@@ -210,11 +216,7 @@ def busy_slots(mnist, monkeypatch):
 
 
 def test_a_run_beyond_the_training_slots_waits_in_line_and_says_so(mirror_root, busy_slots):
-    at = app("views/train.py")
-    at.radio(key="train.model").set_value("MLP")
-    at.number_input(key="train.subset").set_value(2000)
-    at.run()
-    at.button(key="train.start_button").click().run()
+    at = start_small_mlp_run()
     run = session(at).run
     assert run.view().state == "queued"
     assert any("This run is number 1 in line" in w.value for w in at.warning)
