@@ -49,6 +49,9 @@ class AppSession:
     stale_canvas: bytes | None = None  # after Clear: the old PNG, ignored until the canvas reports anew
     saved_run_id: str | None = None
     save_error: str | None = None
+    train_config: object = None  # the settings the Train page shows now (a TrainConfig)
+    lesson_run: tuple | None = None  # (lesson title, run label, TrainConfig) of the lesson last loaded
+    lesson_title: str | None = None  # the lesson picked on the Train page
     _built: dict = field(default_factory=dict)
 
     def adopt_finished_run(self) -> bool:

@@ -7,24 +7,17 @@ from dataclasses import replace
 
 import streamlit as st
 
+from core import lessons as L
 from core import models as M
 from core.runs import RunStore
 from core.session import TrainingRun
 from core.trainer import TrainConfig, available_devices
-from dashboard import charts, state, widgets
+from dashboard import charts, state, trainform, widgets
 
 P = state.TRAIN_PREFIX
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
-BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512, 1024]
-WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
-WIDTHS = [16, 32, 64, 128, 256, 512, 1024]
-CHANNELS = [2, 4, 6, 8, 16, 32, 64]
 LIVE_REFRESH_S = 1.0  # the charts redraw once a second: smooth enough, and half the browser work of 2 Hz
-# Widgets show (and the URL carries) these short labels; the config takes the values.
-DATASET_LABELS = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist"}
-MODEL_LABELS = {"CNN": "cnn", "MLP": "mlp"}
-OPTIMIZER_LABELS = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop"}
-SCHEDULE_LABELS = {"constant": "constant", "one-cycle": "onecycle", "cosine": "cosine"}
+DATASET_LABELS, MODEL_LABELS = trainform.DATASET_LABELS, trainform.MODEL_LABELS
+OPTIMIZER_LABELS, SCHEDULE_LABELS = trainform.OPTIMIZER_LABELS, trainform.SCHEDULE_LABELS
 
 sess = state.session()
 running = widgets.run_active()
@@ -47,20 +40,20 @@ def settings_ui() -> TrainConfig:
     if kind == "mlp":
         cfg: M.ModelConfig = M.MLPConfig()
         if custom:
-            layers = st.slider("Hidden layers", 1, 3, 2, key=P + "layers", **keep())
+            layers = st.slider("Hidden layers", 1, L.MAX_HIDDEN_LAYERS, 2, key=P + "layers", **keep())
             defaults = [128, 64, 32]
-            hidden = tuple(st.select_slider(f"Width of hidden layer {i + 1}", WIDTHS, defaults[i],
+            hidden = tuple(st.select_slider(f"Width of hidden layer {i + 1}", L.WIDTHS, defaults[i],
                                             key=P + f"width{i}", **keep()) for i in range(layers))
             cfg = M.MLPConfig(hidden=hidden)
     else:
         cfg = M.CNNConfig()
         if custom:
-            c1 = st.select_slider("Conv 1 channels", CHANNELS, 6, key=P + "c1", **keep())
-            c2 = st.select_slider("Conv 2 channels", CHANNELS, 16, key=P + "c2", **keep())
-            fc = st.select_slider("Fully connected width", WIDTHS, 128, key=P + "fc", **keep())
-            cfg = M.CNNConfig(channels=(c1, c2), fc=(fc, 84) if fc >= 84 else (fc,))
+            c1 = st.select_slider("Conv 1 channels", L.CHANNELS, 6, key=P + "c1", **keep())
+            c2 = st.select_slider("Conv 2 channels", L.CHANNELS, 16, key=P + "c2", **keep())
+            fc = st.select_slider("Fully connected width", L.WIDTHS, L.CUSTOM_CNN_FC, key=P + "fc", **keep())
+            cfg = M.CNNConfig(channels=(c1, c2), fc=(fc, L.CNN_SECOND_FC) if fc >= L.CNN_SECOND_FC else (fc,))
     if custom:
-        dropout = st.slider("Dropout", 0.0, 0.7, 0.0, 0.05, key=P + "dropout", **keep())
+        dropout = st.slider("Dropout", 0.0, L.MAX_DROPOUT, 0.0, 0.05, key=P + "dropout", **keep())
         bn = st.checkbox("Batch norm", key=P + "bn", **keep())
         cfg = replace(cfg, dropout=dropout, batch_norm=bn)
     st.caption(f"**{M.describe(cfg)}** · {M.count_parameters(cfg):,} parameters")
@@ -68,17 +61,17 @@ def settings_ui() -> TrainConfig:
     st.markdown("#### Optimisation")
     opt = OPTIMIZER_LABELS[st.selectbox("Optimizer", list(OPTIMIZER_LABELS), index=1, key=P + "optimizer",
                                         **keep())]
-    lr = st.select_slider("Learning rate (log scale)", LEARNING_RATES, 1e-3, format_func=lambda v: f"{v:g}",
+    lr = st.select_slider("Learning rate (log scale)", L.LEARNING_RATES, 1e-3, format_func=lambda v: f"{v:g}",
                           key=P + "lr", **keep())
     momentum, nesterov = 0.9, False
     if opt in ("sgd", "rmsprop"):
         momentum = st.slider("Momentum", 0.0, 0.99, 0.9 if opt == "sgd" else 0.0, 0.01, key=P + "momentum", **keep())
     if opt == "sgd":
         nesterov = st.checkbox("Nesterov momentum", key=P + "nesterov", **keep())
-    wd = st.select_slider("Weight decay", WEIGHT_DECAYS, 0.0, format_func=lambda v: f"{v:g}",
+    wd = st.select_slider("Weight decay", L.WEIGHT_DECAYS, 0.0, format_func=lambda v: f"{v:g}",
                           key=P + "weight_decay", **keep())
-    batch = st.select_slider("Batch size", BATCH_SIZES, 64, key=P + "batch_size", **keep())
-    epochs = st.slider("Epochs", 1, 30, 3, key=P + "epochs", **keep())
+    batch = st.select_slider("Batch size", L.BATCH_SIZES, 64, key=P + "batch_size", **keep())
+    epochs = st.slider("Epochs", 1, L.MAX_EPOCHS, 3, key=P + "epochs", **keep())
     schedule = SCHEDULE_LABELS[st.selectbox("Learning-rate schedule", list(SCHEDULE_LABELS), key=P + "schedule",
                                             **keep(help="one-cycle: warm up, then anneal. cosine: decay along a "
                                                         "half cosine. Both end near zero."))]
@@ -100,6 +93,56 @@ def settings_ui() -> TrainConfig:
                        train_subset=int(subset) or None, target_acc=(float(target) / 100) or None)
 
 
+@st.cache_data(show_spinner=False)
+def lessons(path: str, mtime: float) -> list[L.Lesson]:
+    """Read again whenever the teacher edits the file."""
+    return L.load_lessons(path)
+
+
+def apply_lesson(lesson: L.Lesson, index: int) -> None:
+    """Button callback: every setting of the run, before the widgets are drawn."""
+    run = lesson.runs[index]
+    st.session_state.update(trainform.widget_values(run.config))
+    sess.lesson_run = (lesson.title, run.label, run.config)
+
+
+def lesson_ui() -> None:
+    path = L.lessons_file()
+    try:
+        found = {lesson.id: lesson for lesson in lessons(str(path), path.stat().st_mtime)}
+    except (L.LessonError, OSError) as err:
+        st.error(f"The lessons could not be read: {err}")
+        return
+    lid = st.selectbox("Lesson", [trainform.NO_LESSON, *found], key=trainform.LESSON_KEY, **keep(
+        format_func=lambda i: found[i].title if i in found else "none: my own settings",
+        help=f"Ready-made runs, each one click. Teachers add their own in {path.name}."))
+    lesson = found.get(lid)
+    sess.lesson_title = lesson.title if lesson else None
+    if lesson is None:
+        return
+    with st.container(border=True):
+        st.markdown(lesson.watch)
+        cols = st.columns(len(lesson.runs))
+        for i, run in enumerate(lesson.runs):
+            cols[i].button(run.label, key=f"lesson.run{i}", on_click=apply_lesson, args=(lesson, i), disabled=running,
+                           width="stretch", help="Sets every setting below for this run; then press Start.")
+
+
+def run_name(cfg: TrainConfig) -> str:
+    loaded = sess.lesson_run
+    if loaded and loaded[2] == cfg:
+        return f"{loaded[1]} ({loaded[0]})"
+    return f"Run {sess.runs_started}: {M.describe(cfg.model)}"
+
+
+def share_ui(cfg: TrainConfig, lesson_title: str | None) -> None:
+    with st.popover("Share these settings", icon=":material/link:"):
+        st.markdown("Anyone who opens this link gets exactly these settings:")
+        st.code(trainform.share_link(st.context.url, cfg, lesson_title), language=None, wrap_lines=True)
+        st.caption("The copy button is at the right of the link. On a classroom network, open Digit Lab by this "
+                   "computer's address (not localhost) before sharing, so that the link works for others.")
+
+
 def controls(cfg: TrainConfig) -> None:
     problem = None
     try:
@@ -107,12 +150,13 @@ def controls(cfg: TrainConfig) -> None:
     except ValueError as err:
         problem = str(err)
     run = sess.run
+    st.markdown(f"**Ready:** {widgets.md_escape(trainform.summary(cfg))}")
     c1, c2, c3 = st.columns(3)
     if c1.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
                  width="stretch", key="train.start_button"):
         sess.runs_started += 1
         sess.run = TrainingRun(cfg, liveness=state.liveness_probe(), store=RunStore(),
-                               name=f"Run {sess.runs_started}: {M.describe(cfg.model)}").start()
+                               name=run_name(cfg)).start()
         st.rerun()
     paused = run is not None and run.view(since_batch=10**12).state == "paused"
     if c2.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
@@ -124,6 +168,7 @@ def controls(cfg: TrainConfig) -> None:
         st.rerun()
     if problem:
         st.error(problem)
+    share_ui(cfg, sess.lesson_title)
 
 
 def end_summary(view) -> None:
@@ -192,7 +237,9 @@ def live_panel() -> None:
 st.title("Train a network")
 left, right = st.columns([1, 2], gap="large")
 with left:
+    lesson_ui()
     config = settings_ui()
+    sess.train_config = config
     controls(config)
 with right:
     live_panel()

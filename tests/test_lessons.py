@@ -1,0 +1,149 @@
+"""Lessons: the file is valid, each run sets exactly what it says, and a shared link restores the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import lessons as L
+from core.models import CNNConfig, MLPConfig
+from core.trainer import TrainConfig
+from dashboard import state, trainform
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+LESSONS = L.load_lessons()
+
+
+def train_page(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.switch_page("views/train.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown_config(at: AppTest) -> TrainConfig:
+    return at.session_state[state.SESSION].train_config
+
+
+def test_the_lessons_file_has_at_least_five_lessons_each_with_what_to_watch():
+    assert len(LESSONS) >= 5
+    assert len({lesson.id for lesson in LESSONS}) == len(LESSONS)
+    for lesson in LESSONS:
+        assert len(lesson.watch.split(".")) >= 3, lesson.id  # two or three sentences at least
+        for run in lesson.runs:
+            run.config.validate(run.config.train_subset or 60_000)
+
+
+def test_settings_left_out_take_the_train_pages_defaults():
+    assert L.config_from_settings({}) == TrainConfig()
+    assert L.config_from_settings({"model": "mlp"}).model == MLPConfig()
+    cfg = L.config_from_settings({"channels": [8, 32]})
+    assert cfg.model == CNNConfig(channels=(8, 32), fc=(L.CUSTOM_CNN_FC, 84))
+    assert L.config_from_settings({"optimizer": "rmsprop"}).momentum == 0.0
+
+
+@pytest.mark.parametrize("settings, says", [
+    ({"learning_rate": 0.1}, "unknown setting(s) learning_rate"),
+    ({"lr": 0.2}, "lr = 0.2 is not offered"),
+    ({"batch_size": 100}, "batch_size = 100 is not offered"),
+    ({"epochs": 0}, "epochs = 0"),
+    ({"model": "rnn"}, "model = 'rnn'"),
+    ({"model": "mlp", "hidden": [100]}, "a hidden width = 100"),
+    ({"model": "mlp", "channels": [6, 16]}, "channels and fc are CNN settings"),
+    ({"optimizer": "adam", "momentum": 0.5}, "momentum applies to SGD and RMSprop"),
+    ({"optimizer": "adam", "nesterov": True}, "Nesterov momentum needs SGD"),
+    ({"dropout": 0.33}, "steps of 0.05"),
+    ({"train_subset": 100, "batch_size": 128}, "larger than the 100 training samples"),
+])
+def test_a_mistake_in_a_lesson_is_named(settings, says):
+    with pytest.raises(L.LessonError, match=None) as err:
+        L.config_from_settings(settings)
+    assert says in str(err.value)
+
+
+def test_a_broken_lessons_file_says_which_lesson_and_run(tmp_path):
+    bad = tmp_path / "lessons.toml"
+    bad.write_text('[[lesson]]\nid = "fast"\ntitle = "Fast"\n[[lesson.run]]\nlabel = "Go"\n'
+                   'settings = { lr = 0.5 }\n')
+    with pytest.raises(L.LessonError, match=r"lessons.toml, lesson 'fast': run 'Go': lr = 0.5 is not offered"):
+        L.load_lessons(bad)
+    bad.write_text("[[lesson]\n")
+    with pytest.raises(L.LessonError, match="not valid TOML"):
+        L.load_lessons(bad)
+    with pytest.raises(L.LessonError, match="cannot read"):
+        L.load_lessons(tmp_path / "missing.toml")
+
+
+def test_a_teacher_can_point_the_app_at_an_own_lessons_file(tmp_path, monkeypatch):
+    own = tmp_path / "ours.toml"
+    own.write_text('[[lesson]]\nid = "ours"\ntitle = "Our lesson"\nwatch = "Watch it."\n'
+                   '[[lesson.run]]\nlabel = "Tiny MLP"\nsettings = { model = "mlp", hidden = [16], epochs = 1 }\n')
+    monkeypatch.setenv("DIGITLAB_LESSONS", str(own))
+    at = train_page()
+    at.selectbox(key=trainform.LESSON_KEY).set_value("ours").run()
+    at.button(key="lesson.run0").click().run()
+    assert shown_config(at).model == MLPConfig(hidden=(16,))
+
+
+def test_every_lesson_run_sets_every_setting_it_says_on_the_train_page():
+    at = train_page()
+    # start far from every lesson: a customised MLP with unusual settings everywhere
+    at.radio(key="train.model").set_value("MLP").run()
+    at.toggle(key="train.custom").set_value(True).run()
+    at.slider(key="train.dropout").set_value(0.3)
+    at.select_slider(key="train.batch_size").set_value(1024)
+    at.number_input(key="train.seed").set_value(7)
+    at.toggle(key="train.augment").set_value(True)
+    at.run()
+    for lesson in LESSONS:
+        at.selectbox(key=trainform.LESSON_KEY).set_value(lesson.id).run()
+        assert any(lesson.watch.splitlines()[0] in m.value for m in at.markdown)
+        for i, run in enumerate(lesson.runs):
+            at.button(key=f"lesson.run{i}").click().run()
+            assert not at.exception, at.exception
+            assert shown_config(at) == run.config, (lesson.id, run.label)
+            assert not at.error
+
+
+def test_a_run_started_from_a_lesson_is_named_after_it():
+    at = train_page()
+    lesson = next(le for le in LESSONS if le.id == "lr-too-high")
+    at.selectbox(key=trainform.LESSON_KEY).set_value(lesson.id).run()
+    at.button(key="lesson.run0").click().run()
+    at.button(key="train.start_button").click().run()
+    run = at.session_state[state.SESSION].run
+    assert run.name == f"{lesson.runs[0].label} ({lesson.title})"
+    run.stop()
+    run.join(30)
+
+
+ALL_RUNS = [(lesson, run) for lesson in LESSONS for run in lesson.runs]
+UNUSUAL = TrainConfig(dataset="fashion-mnist", model=CNNConfig(channels=(8, 32), fc=(64,), dropout=0.25,
+                                                               batch_norm=True),
+                      optimizer="sgd", lr=0.03, momentum=0.8, nesterov=True, weight_decay=1e-5, batch_size=256,
+                      epochs=7, schedule="cosine", augment=True, seed=42, train_subset=12_000, target_acc=0.985)
+
+
+@pytest.mark.parametrize("cfg, title", [(run.config, lesson.title) for lesson, run in ALL_RUNS] + [(UNUSUAL, None)],
+                         ids=[f"{lesson.id}-{i}" for i, (lesson, _) in enumerate(ALL_RUNS)] + ["unusual"])
+def test_a_shared_link_restores_every_setting_in_a_new_session(cfg, title):
+    link = trainform.share_link("http://192.168.1.20:8501/", cfg, title)
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc, parts.path) == ("http", "192.168.1.20:8501", "/train")
+    fresh = train_page(dict(parse_qsl(parts.query)))  # another browser opening the link
+    assert shown_config(fresh) == cfg
+    lesson = fresh.selectbox(key=trainform.LESSON_KEY).value
+    assert lesson == next((le.id for le in LESSONS if le.title == title), trainform.NO_LESSON)
+
+
+def test_the_share_link_leaves_out_what_is_already_the_default():
+    assert trainform.share_link(None, TrainConfig()) == "http://localhost:8501/train"
+    assert trainform.share_link("http://h:1/train", TrainConfig(lr=0.1)) == "http://h:1/train?train.lr=0.1"
+    assert trainform.link_params(TrainConfig(optimizer="rmsprop", momentum=0.0)) == {"train.optimizer": "RMSprop"}
