@@ -22,6 +22,13 @@ def runs_folder(tmp_path, monkeypatch) -> Path:
     return tmp_path / "runs"
 
 
+@pytest.fixture(autouse=True)
+def classset_folder(tmp_path, monkeypatch) -> Path:
+    """Drawings that tests add land in a temporary class set, never in the developer's own."""
+    monkeypatch.setenv("DIGITLAB_CLASSSET", str(tmp_path / "classset"))
+    return tmp_path / "classset"
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from core.data import load_dataset
