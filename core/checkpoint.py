@@ -14,7 +14,6 @@ import os
 import pickle
 import re
 import tempfile
-import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,25 +191,15 @@ def load(path: str | Path) -> Checkpoint:
 
 # ----------------------------------------------------------------------------- TorchScript
 
-def export_torchscript(ckpt: Checkpoint, path: str | Path | None = None, *, check: bool = True) -> bytes:
+def export_torchscript(ckpt: Checkpoint, path: str | Path | None = None) -> bytes:
     """The seed's deployment path: a TorchScript file that runs without this project's code.
 
-    With ``check``, the export is loaded back and must give the same outputs as the model.
+    It takes pixels in [0, 1] and does the normalisation itself (``core.export``, which also
+    checks that the file predicts as the model).
     """
-    model = ckpt.build()
-    example = M.example_input(8)
-    with warnings.catch_warnings():  # PyTorch now steers towards torch.export; TorchScript still works
-        warnings.simplefilter("ignore", FutureWarning)
-        scripted = torch.jit.trace(model, example)
-        buf = io.BytesIO()
-        torch.jit.save(scripted, buf)
-        data = buf.getvalue()
-        reloaded = torch.jit.load(io.BytesIO(data), map_location="cpu") if check else None
-    if check:
-        probe = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-        with torch.inference_mode():
-            if not torch.allclose(model(probe), reloaded(probe), atol=1e-5, rtol=1e-4):
-                raise RuntimeError("the TorchScript export does not predict the same as the model")
+    from core.export import torchscript_bytes
+
+    data = torchscript_bytes(ckpt)
     if path is not None:
         atomic_write(path, data)
     return data

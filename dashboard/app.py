@@ -27,6 +27,7 @@ pages = [
     st.Page("views/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page("views/evaluate.py", title="Evaluate", icon=":material/grid_on:", url_path="evaluate"),
     st.Page("views/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page("views/models.py", title="Models", icon=":material/download:", url_path="models"),
     st.Page("views/tensors.py", title="Tensors", icon=":material/function:", url_path="tensors"),
 ]
 page = st.navigation(pages, position="top")

@@ -109,6 +109,8 @@ class AppSession:
             name = f"{name} (bundled)"
         elif self.current_source.startswith("run "):
             name = f"{name} (saved run)"
+        elif self.current_source == "uploaded":
+            name = f"{name} (uploaded)"
         return ModelChoice(self.current_model(), name, ", ".join(parts), ck.dataset)
 
 
