@@ -7,15 +7,14 @@ import io
 import itertools
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 from core.autograd_lab import OUT_OPS, TUTORIAL, TUTORIAL_X, Y_OPS, Z_OPS, code, run
+from tests.apptest import APP
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 X = [[0.5, -1.0], [2.0, 0.25]]  # a negative entry for relu, no two entries alike
 COMBINATIONS = list(itertools.product(Y_OPS, Z_OPS, OUT_OPS, [True, False]))
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.browser import (CHROMIUM, CHROMIUM_FLAGS, WATCH_PREDICTION, StreamlitServer, artifacts_dir,
+from tests.browser import (WATCH_PREDICTION, StreamlitServer, artifacts_dir,
                            digit_strokes, draw_on)
 
 SHOTS = artifacts_dir()
@@ -24,23 +24,6 @@ def server(tmp_path_factory, mirror_root):
     srv = StreamlitServer(tmp_path_factory.mktemp("browser") / "home")
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
 
 
 def canvas(page):

@@ -9,12 +9,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from core import checkpoint, paths
 from core import models as M
 from core.inference import predict_proba
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, StreamlitServer, artifacts_dir, digit_strokes, draw_on
+from tests.browser import StreamlitServer, artifacts_dir, digit_strokes, draw_on
 
 SHOTS = artifacts_dir()
 expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a speed assertion
@@ -26,23 +26,6 @@ def server(tmp_path_factory, mirror_root):
     srv = StreamlitServer(tmp_path_factory.mktemp("browser-models") / "home")
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
 
 
 @pytest.fixture(scope="module")

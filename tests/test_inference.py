@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from core import drawn
 from core.inference import classify, predict_proba, preprocess, to_ink

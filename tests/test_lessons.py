@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -12,20 +11,13 @@ from core import lessons as L
 from core.models import CNNConfig, MLPConfig
 from core.trainer import TrainConfig
 from dashboard import state, trainform
+from tests.apptest import app
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 LESSONS = L.load_lessons()
 
 
 def train_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    at.switch_page("views/train.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return app("views/train.py", query)
 
 
 def shown_config(at: AppTest) -> TrainConfig:

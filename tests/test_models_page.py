@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import onnxruntime as ort
@@ -16,8 +15,8 @@ from streamlit.testing.v1 import AppTest
 from core import checkpoint, export
 from core import models as M
 from dashboard import state
+from tests.apptest import APP
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 KINDS = ("checkpoint", "torchscript", "onnx")
 
 
