@@ -25,6 +25,7 @@ pages = [
     st.Page("views/home.py", title="Start here", icon=":material/school:", default=True),
     st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("views/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+    st.Page("views/classset.py", title="Class set", icon=":material/groups:", url_path="classset"),
     st.Page("views/evaluate.py", title="Evaluate", icon=":material/grid_on:", url_path="evaluate"),
     st.Page("views/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
     st.Page("views/models.py", title="Models", icon=":material/download:", url_path="models"),
@@ -35,5 +36,6 @@ page = st.navigation(pages, position="top")
 with st.sidebar:
     st.markdown("## :material/draw: Digit Lab")
     widgets.sidebar()
+    widgets.projector()
 
 page.run()

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
+from dashboard import state
+
 INK = "#1f2937"
 RAW = "rgba(37, 99, 235, 0.28)"
 SMOOTH = "#2563eb"
@@ -15,11 +17,17 @@ MAX_POINTS = 1500  # more points than this add nothing visible and slow the brow
 
 
 def finish(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) -> go.Figure:
+    big = state.projector_on()
     fig.update_layout(
-        title=dict(text=title, font=dict(size=20)), height=height, margin=dict(l=10, r=10, t=50, b=10),
-        font=dict(size=15, color=INK), legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+        title=dict(text=title, font=dict(size=30 if big else 20)), height=int(height * 1.25) if big else height,
+        margin=dict(l=10, r=10, t=60 if big else 50, b=10), font=dict(size=22 if big else 15, color="#000" if big else INK),
+        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
         xaxis_title=x_title, yaxis_title=y_title, uirevision="keep",  # keep zoom while the data grows
     )
+    if big:  # thick lines and strong grid lines that survive a washed-out projector
+        fig.for_each_trace(lambda t: t.update(line_width=(t.line.width or 2) * 2) if t.type == "scatter" else None)
+        fig.update_xaxes(gridcolor="#9ca3af", linecolor="#000", linewidth=2)
+        fig.update_yaxes(gridcolor="#9ca3af", linecolor="#000", linewidth=2)
     return fig
 
 

@@ -19,6 +19,7 @@ from core.session import TrainingRun
 # session-state keys, all in one place
 SESSION = "digitlab.session"
 CANVAS_KEY = "digitlab.canvas"
+PROJECTOR = "projector"  # the projector-mode toggle (in the sidebar of every page, and in the URL)
 TRAIN_PREFIX = "train."  # the Train page's widgets (persisted across pages and mirrored in the URL)
 
 
@@ -52,6 +53,7 @@ class AppSession:
     train_config: object = None  # the settings the Train page shows now (a TrainConfig)
     lesson_run: tuple | None = None  # (lesson title, run label, TrainConfig) of the lesson last loaded
     lesson_title: str | None = None  # the lesson picked on the Train page
+    flash: tuple | None = None  # (kind, text): a message for the next run of a page, after a callback
     _built: dict = field(default_factory=dict)
 
     def adopt_finished_run(self) -> bool:
@@ -132,6 +134,18 @@ def test_split(dataset: str):
     from core.data import load_dataset
 
     return load_dataset(dataset).test
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def train_split(dataset: str):
+    """The training split, shared read-only by every session (for the Train page's data preview)."""
+    from core.data import load_dataset
+
+    return load_dataset(dataset).train
+
+
+def projector_on() -> bool:
+    return bool(st.session_state.get(PROJECTOR, False))
 
 
 def liveness_probe():

@@ -73,6 +73,30 @@ def sidebar() -> None:
         _status()
 
 
+# Projector mode: larger type, heavier strokes, black on white. Streamlit has no API for type size,
+# so a few rules on its stable data-testid hooks do it.
+PROJECTOR_CSS = """<style>
+html { font-size: 20px; }
+.stApp p, .stApp li, .stApp label, .stApp input, .stApp button, .stApp [data-baseweb="select"] div,
+.stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stMetricLabel"] { font-size: 1.2rem !important; }
+.stApp, .stApp p, .stApp li, .stApp label, .stApp [data-testid="stCaptionContainer"] { color: #000 !important; }
+.stApp h1 { font-size: 2.8rem; } .stApp h2 { font-size: 2.2rem; } .stApp h3, .stApp h4 { font-size: 1.6rem; }
+.stApp [data-testid="stSidebar"] h2 { font-size: 1.6rem; }
+.stApp [data-testid="stMetricValue"] { font-size: 2.8rem; font-weight: 700; }
+.stApp [data-testid="stProgress"] > div > div { height: 1.1rem; }
+.stApp [data-testid="stVerticalBlockBorderWrapper"], .stApp [data-testid="stExpander"] details { border: 2px solid #000; }
+.stApp button { border-width: 2px !important; font-weight: 700; }
+</style>"""
+
+
+def projector() -> None:
+    """The toggle, in the sidebar of every page: kept across pages and in the URL (a bookmark keeps it)."""
+    st.toggle("Projector mode", key=state.PROJECTOR, persist_state="session", bind="query-params",
+              help="Large type, thick strokes and high contrast, for the back row of a classroom.")
+    if state.projector_on():
+        st.markdown(PROJECTOR_CSS, unsafe_allow_html=True)
+
+
 def current_model_card() -> None:
     choice = state.session().model_for_drawing()
     st.markdown("**Model answering on Draw**")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,22 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from core import drawn
 from dashboard import state
+from tests.apptest import app, drawing, session
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-
-
-def app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def session(at: AppTest) -> state.AppSession:
-    return at.session_state[state.SESSION]
 
 
 def start_small_mlp_run() -> AppTest:
@@ -44,13 +29,6 @@ def test_every_page_renders_without_exceptions(page, text):
     at = app(page)
     assert any(t.value == text for t in at.title)
     assert session(at).current_source == "bundled"
-
-
-def drawing(digit: int) -> np.ndarray:
-    """A white-on-black canvas as the Draw page receives it (RGBA)."""
-    style = drawn.Style(height=0.7, aspect=0.68, cx=0.5, cy=0.5, slant=0.05, rotate_deg=0, stroke=0.07, wobble=0)
-    ink = drawn.render(drawn.place(drawn.TEMPLATES[digit][0], style, 280), 280, 20)
-    return np.dstack([ink, ink, ink, np.full_like(ink, 255)])
 
 
 def test_draw_page_predicts_the_drawing_and_shows_what_the_model_saw():
@@ -176,6 +154,7 @@ def test_finished_runs_are_kept_listed_and_can_be_reused_renamed_and_deleted(mir
     sess.use_checkpoint(state.bundled_checkpoint(), "bundled")
     at.button(key="runs.use").click().run()
     assert sess.current_source.startswith("run ") and sess.current.name == "Run 1: seed MLP"
+    assert "Run 1: seed MLP (saved run)" in [t.value for t in at.sidebar.text]  # in the same rerun
     at.text_input(key="runs.new_name").set_value("<b>my</b> ../../run")
     at.button[[b.label for b in at.button].index("Rename")].click().run()
     assert at.dataframe[0].value["name"].tolist() == ["<b>my</b> ../../run"]  # shown as text, stored in run.json

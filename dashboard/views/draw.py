@@ -6,11 +6,13 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
+from core.classset import ClassSet, ClassSetError
 from core.inference import classify
 from dashboard import inside, state, widgets
 
 CANVAS_PX = 280  # 10x MNIST's 28: a 20 px brush then scales to MNIST's 2-pixel strokes
 BRUSH_PX = 20
+PROJECTOR_CANVAS_PX, PROJECTOR_BRUSH_PX = 340, 30  # seen from the back row; preprocessing rescales either
 
 sess = state.session()
 training = widgets.run_active()
@@ -21,6 +23,39 @@ def clear() -> None:
     sess.canvas_generation += 1
     sess.last_drawing = None
     sess.stale_canvas = sess.canvas_bytes  # the canvas reports the old drawing until it has emptied itself
+
+
+TRUE_LABEL = "draw.true_label"
+
+
+def add_to_class_set() -> None:
+    """Keep the drawing with the digit its author says it is, then clear the canvas for the next one."""
+    label = st.session_state.get(TRUE_LABEL)
+    if sess.last_drawing is None or label is None:
+        return
+    try:
+        ClassSet().add(sess.last_drawing, int(label), background="dark")
+    except (ClassSetError, OSError) as err:
+        sess.flash = ("add-error", f"Not added: {err}")
+        return
+    n = len(ClassSet())
+    sess.flash = ("added", f"Added a {label} to the class set ({n} drawing{'s' if n != 1 else ''}).")
+    st.session_state[TRUE_LABEL] = None
+    clear()
+
+
+def class_set_ui() -> None:
+    with st.container(border=True):
+        st.markdown("**Add it to the class set** — which digit did you draw?")
+        st.pills("The digit you drew", list(range(10)), key=TRUE_LABEL, label_visibility="collapsed")
+        chosen = st.session_state.get(TRUE_LABEL)
+        st.button(f"Add this {chosen} to the class set" if chosen is not None else "Add to the class set",
+                  icon=":material/add_photo_alternate:", on_click=add_to_class_set, key="draw.add",
+                  disabled=chosen is None or sess.last_drawing is None,
+                  help="Your class's own test set: score any model on it on the Class set page.")
+        if sess.flash and sess.flash[0] in ("added", "add-error"):  # shown until the next stroke
+            kind, text = sess.flash
+            (st.success if kind == "added" else st.error)(text)
 
 
 def upscale(image: np.ndarray, factor: int = 8) -> np.ndarray:
@@ -72,8 +107,10 @@ def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:
 st.title("Draw a digit")
 left, right = st.columns([1, 1.4], gap="large")
 with left:
-    canvas = st_canvas(stroke_width=BRUSH_PX, stroke_color="#FFFFFF", background_color="#000000",
-                       height=CANVAS_PX, width=CANVAS_PX, drawing_mode="freedraw", return_image_data=True,
+    big = state.projector_on()
+    size = PROJECTOR_CANVAS_PX if big else CANVAS_PX
+    canvas = st_canvas(stroke_width=PROJECTOR_BRUSH_PX if big else BRUSH_PX, stroke_color="#FFFFFF",
+                       background_color="#000000", height=size, width=size, drawing_mode="freedraw", return_image_data=True,
                        update_streamlit=True, key=state.CANVAS_KEY,
                        initial_drawing={"objects": [], "cleared": sess.canvas_generation})
     st.button("Clear", on_click=clear, icon=":material/ink_eraser:", key="draw.clear")
@@ -82,6 +119,9 @@ with left:
         sess.stale_canvas = None
         sess.canvas_bytes = png
         sess.last_drawing = canvas.image_data
+        if sess.flash and sess.flash[0] in ("added", "add-error"):
+            sess.flash = None  # a new stroke: the message about the last drawing has done its job
+    class_set_ui()
 with right:
     answer_panel()
 

@@ -7,17 +7,20 @@ st.markdown(
     """
 **Train a neural network and watch it learn to read your handwriting.**
 
-1. **Draw** — open *Draw* and write a digit with the mouse or a finger. A network that came with Digit Lab
-   answers at once, shows how sure it is, and shows the 28×28 picture it actually looked at.
-2. **Train** — open *Train*, pick the tutorial's MLP or CNN, choose an optimizer and a learning rate, and press
-   **Start**. The loss falls live on the chart.
+1. **Draw** — write a digit with the mouse or a finger. A network that came with Digit Lab answers at once,
+   shows how sure it is, and shows the 28×28 picture it actually looked at.
+2. **Train** — pick the tutorial's MLP or CNN, an optimizer and a learning rate, and press **Start**; the loss
+   falls live on the chart. Or pick a **lesson**: one click sets up a run, and it says what to watch for.
 3. **Compare** — go back to *Draw* while it trains: your drawing is re-read with the newest weights every
-   second, so you can watch the answers improve epoch by epoch. When the run ends, your model answers.
+   second. When the run ends, your model answers. *Runs* keeps every run side by side.
 
-Things to try: a learning rate of 3 or 10 (watch it diverge), SGD against Adam, the MLP against the CNN,
-augmentation on and off for digits you draw small or slanted.
+For a class: add your drawings to the **Class set** on *Draw* (pick the digit you drew), then score any model
+on them — accuracy on *our* drawings, and its mistakes. Take the set home as one zip. **Models** downloads the
+current model (checkpoint, TorchScript, ONNX) or loads one you bring. **Tensors** is the tutorial's first
+step: a 2×2 tensor, a few operations and `backward()`. **Projector mode** (left) makes everything large.
 """
 )
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 c1.page_link("views/draw.py", label="Draw a digit", icon=":material/draw:")
 c2.page_link("views/train.py", label="Train a network", icon=":material/model_training:")
+c3.page_link("views/classset.py", label="Our class set", icon=":material/groups:")

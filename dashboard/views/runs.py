@@ -61,14 +61,24 @@ st.subheader("Manage a run")
 rid = st.selectbox("Run", list(by_id), format_func=lambda i: label(by_id[i]), key="runs.pick")
 r = by_id[rid]
 c1, c2, c3 = st.columns([1, 2, 1])
-if c1.button("Make it the current model", key="runs.use", icon=":material/check_circle:"):
+
+
+def use_run(record) -> None:
+    """A callback, so that the sidebar (drawn before this page) already names the new model."""
     try:
-        ckpt = r.checkpoint()
-        ckpt.name = r.name
-        sess.use_checkpoint(ckpt, f"run {r.id}")
-        st.success(f"“{widgets.md_escape(r.name)}” now answers on the Draw page.")
+        ckpt = record.checkpoint()
+        ckpt.name = record.name
+        sess.use_checkpoint(ckpt, f"run {record.id}")
+        sess.flash = ("run-used", f"“{widgets.md_escape(record.name)}” now answers on the Draw page.")
     except (CheckpointError, OSError) as err:  # deleted meanwhile from another tab, or damaged
-        st.error(f"This run's model could not be loaded: {err}")
+        sess.flash = ("run-error", f"This run's model could not be loaded: {err}")
+
+
+c1.button("Make it the current model", key="runs.use", icon=":material/check_circle:", on_click=use_run, args=(r,))
+if sess.flash and sess.flash[0].startswith("run-"):
+    kind, text = sess.flash
+    sess.flash = None
+    (c1.success if kind == "run-used" else c1.error)(text)
 with c2.form("rename", border=False):
     new_name = st.text_input("New name", value=r.name, max_chars=80, key="runs.new_name")
     if st.form_submit_button("Rename"):

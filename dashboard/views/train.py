@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
+import numpy as np
 import streamlit as st
+import torch
 
 from core import lessons as L
 from core import models as M
+from core.data import Augment, DataUnavailableError, dataset_info, random_affine
 from core.runs import RunStore
 from core.session import TrainingRun
 from core.trainer import TrainConfig, available_devices
@@ -234,6 +236,32 @@ def live_panel() -> None:
         end_summary(view)
 
 
+def data_preview(cfg: TrainConfig) -> None:
+    """A batch as the DataLoader hands it to the network; with augmentation, each image distorted afresh."""
+    with st.expander("See a batch of the training data", icon=":material/photo_library:"):
+        try:
+            split = state.train_split(cfg.dataset)
+        except DataUnavailableError as err:
+            st.error(str(err))
+            return
+        info = dataset_info(cfg.dataset)
+        shown = sess._built.setdefault("preview_batch", 0)
+        g = torch.Generator().manual_seed(shown)
+        idx = torch.randint(0, min(cfg.train_subset or len(split), len(split)), (16,), generator=g)
+        images, labels = split.images[idx], split.labels[idx].tolist()
+        big = lambda x: np.kron(x, np.ones((3, 3), np.uint8))  # noqa: E731  28 -> 84 px, crisp pixels
+        st.caption(f"16 of the {min(cfg.train_subset or len(split), len(split)):,} training images of {info.title}, "
+                   "with their labels: what one batch of the tutorial's DataLoader holds.")
+        st.image([big(im.numpy()) for im in images], caption=[info.classes[y] for y in labels])
+        if cfg.augment:
+            warped = random_affine(images.unsqueeze(1).float(), Augment(), g).squeeze(1).clamp(0, 255)
+            st.caption("The same images as augmentation shows them to the network (different every epoch):")
+            st.image([big(im.to(torch.uint8).numpy()) for im in warped], caption=[info.classes[y] for y in labels])
+        if st.button("Another batch", icon=":material/shuffle:", key="train.preview_next"):
+            sess._built["preview_batch"] = shown + 1
+            st.rerun()
+
+
 st.title("Train a network")
 left, right = st.columns([1, 2], gap="large")
 with left:
@@ -243,3 +271,4 @@ with left:
     controls(config)
 with right:
     live_panel()
+    data_preview(config)

@@ -1,0 +1,179 @@
+"""Class set: the class's own drawings. Accuracy on our drawings for any model, its mistakes, and the set as a zip."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from core import classset as C
+from core.checkpoint import CheckpointError
+from core.runs import RunStore
+from dashboard import charts, state, widgets
+
+THUMB = 56  # px: a drawing in the galleries and the table
+sess = state.session()
+store = C.ClassSet()
+drawings = store.list()
+
+
+def thumbnail(d: C.Drawing) -> np.ndarray:
+    try:
+        img = Image.fromarray(store.image(d)).resize((THUMB, THUMB), Image.Resampling.BOX)
+    except (OSError, ValueError):  # removed from another tab a moment ago
+        return np.zeros((THUMB, THUMB), np.uint8)
+    return np.asarray(img)
+
+
+def data_url(img: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def models() -> dict[str, tuple[str, object]]:
+    """key -> (label, a function giving the checkpoint): the current model, the bundled one, each saved run."""
+    found = {"current": (f"The current model: {sess.current.name or sess.current.description}", lambda: sess.current),
+             "bundled": ("The bundled model", state.bundled_checkpoint)}
+    for r in RunStore().list():
+        if (r.folder / "model.pt").is_file():
+            found[f"run {r.id}"] = (f"Run: {r.name}", r.checkpoint)
+    return found
+
+
+def scored(key: str, load) -> tuple[C.Score | None, str | None, float | None]:
+    """The score of one model on the set as it is now; computed again only when either changes."""
+    signature = (key, id(sess.current) if key == "current" else None, tuple((d.id, d.label) for d in drawings))
+    cached = sess._built.get("classset_score")
+    if cached is not None and cached[0] == signature:
+        return cached[1:]
+    try:
+        ckpt = load()
+        acc = ckpt.metrics.get("test_acc")
+        acc = acc if isinstance(acc, (int, float)) else None
+        if ckpt.dataset != "mnist":
+            result = (None, f"“{widgets.md_escape(ckpt.name or ckpt.description)}” was trained on Fashion-MNIST "
+                            "(clothing); the class set holds digits. Pick a model trained on MNIST.", acc)
+        else:
+            with st.spinner("Reading every drawing…"):
+                result = (C.score(ckpt.build(), store), None, acc)
+    except (CheckpointError, OSError) as err:
+        result = (None, f"This model could not be loaded: {err}", None)
+    sess._built["classset_score"] = (signature, *result)
+    return result
+
+
+st.title("Our class set")
+st.caption("Digits drawn here on the **Draw** page, each with the label its author picked. MNIST's test set says "
+           "how a model does on scanned pen strokes; this set says how it does on *our* drawings. From a terminal: "
+           "`python -m core.classset score --checkpoint model.pt`.")
+
+counts = store.counts()
+st.markdown(f"**{len(drawings)} drawings** · " + " · ".join(f"{d}: {n}" for d, n in enumerate(counts)))
+if not drawings:
+    st.info("No drawings yet. On **Draw**, draw a digit, pick which digit it is and press *Add to the class set*; "
+            "or import a class set below.", icon=":material/groups:")
+else:
+    choices = models()
+    pick = st.selectbox("Score with", list(choices), format_func=lambda k: choices[k][0], key="classset.model")
+    score, problem, test_acc = scored(pick, choices[pick][1])
+    if problem:
+        st.warning(problem)
+    elif score is not None:
+        right = int((score.labels == score.predictions).sum())
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Accuracy on our drawings", f"{score.accuracy:.1%}")
+        m2.metric("Right", f"{right} of {len(score.labels)}")
+        m3.metric("On MNIST's test set", f"{test_acc:.2%}" if test_acc is not None else "–")
+        per = score.per_class()
+        bars = go.Figure(go.Bar(x=[str(d) for d in range(10)], y=np.nan_to_num(per) * 100,
+                                text=[f"{n}" for n in counts], marker_color=charts.SMOOTH,
+                                hovertemplate="digit %{x}: %{y:.0f} % of %{text} drawings<extra></extra>"))
+        bars.update_yaxes(range=[0, 100])
+        bars.update_xaxes(type="category")
+        st.plotly_chart(charts.finish(bars, "Accuracy per digit on our drawings", 260, "%", "digit"),
+                        config={"displayModeBar": False})
+
+        mistakes = score.mistakes()
+        st.subheader(f"Its mistakes ({len(mistakes)})" if mistakes else "No mistakes")
+        cols = st.columns(8)
+        for i, idx in enumerate(mistakes[:48]):
+            d, pred = score.drawings[idx], int(score.predictions[idx])
+            said = f"said {pred} ({score.confidences[idx]:.0%})" if pred >= 0 else "could not read it"
+            cols[i % 8].image(thumbnail(d), caption=f"drew {d.label}, {said}", width=THUMB * 2)
+        if len(mistakes) > 48:
+            st.caption(f"the 48 most confident of {len(mistakes)}")
+
+    with st.expander(f"All {len(drawings)} drawings: fix a label or remove drawings"):
+        listed = score.drawings if score is not None else drawings  # the predictions belong to score's list
+        preds = score.predictions if score is not None else None
+        table = [{"drawing": data_url(thumbnail(d)), "label": d.label,
+                  "model says": (int(preds[i]) if preds is not None and preds[i] >= 0 else None), "id": d.id}
+                 for i, d in enumerate(listed[:1000])]
+        event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
+                             key="classset.table", row_height=THUMB + 4,
+                             column_config={"drawing": st.column_config.ImageColumn("drawing", width="small"),
+                                            "id": None})
+        if len(listed) > 1000:
+            st.caption("the first 1,000 drawings")
+        rows = event.selection.rows if event and event.selection else []
+        picked = [table[r]["id"] for r in rows]
+        a, b = st.columns([2, 1])
+        new_label = a.pills("Change the label of the selected drawings to", list(range(10)), key="classset.relabel_to")
+        if a.button("Change label", disabled=not picked or new_label is None, key="classset.relabel"):
+            for did in picked:
+                try:
+                    store.relabel(did, int(new_label))
+                except (C.ClassSetError, OSError):
+                    pass  # removed meanwhile from another tab
+            st.rerun()
+        if b.button(f"Remove {len(picked)} selected" if picked else "Remove selected", disabled=not picked,
+                    icon=":material/delete:", key="classset.remove"):
+            store.remove(picked)
+            st.rerun()
+
+st.subheader("Take it home, bring it back")
+left, right = st.columns(2, gap="large")
+with left:
+    st.markdown("**Export** as one zip: a PNG per drawing and `labels.csv` (`file,label`).")
+    signature = tuple((d.id, d.label) for d in drawings)
+    cached = sess._built.get("classset_zip")
+    if cached is None or cached[0] != signature:
+        cached = (signature, store.export_zip() if drawings else b"")
+        sess._built["classset_zip"] = cached
+    st.download_button("Download the class set (.zip)", cached[1], file_name="digitlab-class-set.zip",
+                       mime="application/zip", icon=":material/download:", disabled=not drawings,
+                       key="classset.export", on_click="ignore")
+    with st.popover("Remove all drawings", icon=":material/delete_forever:", disabled=not drawings):
+        st.write(f"Remove all {len(drawings)} drawings? Export them first to keep a copy.")
+        if st.button("Yes, remove all", type="primary", key="classset.clear"):
+            store.clear()
+            st.rerun()
+with right:
+    upload = st.file_uploader("**Import** a class set (.zip): added to the drawings here", type=["zip"],
+                              key="classset.import")
+    if upload is not None and sess._built.get("classset_imported") != upload.file_id:
+        sess._built["classset_imported"] = upload.file_id  # once per upload, not on every rerun
+        try:
+            with st.spinner("Reading the drawings…"):
+                report = store.import_zip(upload.getvalue())
+            sess.flash = ("import", report)
+        except (C.ClassSetError, OSError) as err:
+            sess.flash = ("import-error", f"{widgets.md_escape(upload.name)}: {err}")
+        st.rerun()
+    flash = sess.flash if sess.flash and sess.flash[0].startswith("import") else None
+    if flash:
+        sess.flash = None
+        if flash[0] == "import-error":
+            st.error(flash[1])
+        else:
+            report = flash[1]
+            (st.success if report.added else st.warning)(
+                f"Added {report.added} drawings; {report.duplicates} were already here; {len(report.skipped)} skipped.")
+            if report.skipped:
+                with st.expander("Why some were skipped"):
+                    st.text("\n".join(report.skipped[:200]))

@@ -1,0 +1,112 @@
+"""Classroom features in a real Chromium against a real Streamlit server: lessons and links, the class set, projector mode."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import StreamlitServer, artifacts_dir, digit_strokes, draw_on
+
+SHOTS = artifacts_dir()
+expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a speed assertion
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, mirror_root):
+    home = tmp_path_factory.mktemp("classroom") / "home"
+    srv = StreamlitServer(home, {"DIGITLAB_CLASSSET": str(home / "classset")})
+    yield srv
+    srv.stop()
+
+
+def ready_line(page):
+    return page.get_by_text(re.compile(r"^Ready: "))
+
+
+def test_a_lesson_link_opens_the_same_settings_in_another_browser(page, browser, server):
+    page.goto(server.url + "/train")
+    expect(ready_line(page)).to_have_text(re.compile(r"seed CNN · Adam lr 0\.001 · batch 64 · 3 epochs$"))
+    page.locator(".stSelectbox").filter(has_text="Lesson").click()
+    page.get_by_role("option", name="Overfitting a tiny training set").click()
+    expect(page.get_by_text("Watch the accuracy chart")).to_be_visible()
+    page.get_by_role("button", name="Same 500, augmented").click()
+    expected = "Ready: MNIST · MLP 784-512-256-10 · Adam lr 0.001 · batch 32 · 30 epochs · first 500 images · augmented"
+    expect(ready_line(page)).to_have_text(expected)
+    page.get_by_role("button", name="Share these settings").click()
+    link = page.locator("[data-testid=stPopoverBody] code").first.inner_text().strip()
+    assert link.startswith(server.url + "/train?")
+    page.screenshot(path=SHOTS / "30-lesson-and-share-link.png")
+
+    other = browser.new_context(viewport=VIEWPORT)  # a student opening the link
+    try:
+        student = other.new_page()
+        student.goto(link)
+        expect(ready_line(student)).to_have_text(expected)
+        expect(student.get_by_text("Watch the accuracy chart")).to_be_visible()
+        expect(student.get_by_text("Width of hidden layer 1")).to_be_visible()
+    finally:
+        other.close()
+
+
+def add_drawing(page, digit: int) -> None:
+    draw_on(page, page.locator("canvas").last, digit_strokes(digit))
+    expect(page.get_by_text(re.compile(r"^Prediction: "))).to_be_visible()
+    page.get_by_role("radiogroup", name="The digit you drew").get_by_role("radio", name=str(digit), exact=True).click()
+    page.get_by_role("button", name=f"Add this {digit} to the class set").click()
+    expect(page.get_by_text(f"Added a {digit} to the class set")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Prediction: "))).to_have_count(0)  # cleared for the next one
+
+
+def test_the_class_set_from_drawings_to_a_zip_and_back(page, server, tmp_path):
+    page.goto(server.url + "/draw")
+    expect(page.get_by_role("button", name="Add to the class set")).to_be_disabled()  # nothing drawn, no label
+    for digit in (3, 7, 1):
+        add_drawing(page, digit)
+    page.get_by_role("link", name="Class set", exact=True).click()
+    expect(page.get_by_text("3 drawings", exact=True)).to_be_visible()
+    accuracy = page.get_by_test_id("stMetric").filter(has_text="Accuracy on our drawings")
+    expect(accuracy).to_contain_text("100.0%")
+    page.screenshot(path=SHOTS / "31-class-set.png", full_page=True)
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the class set (.zip)").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as zf:
+        rows = list(csv.DictReader(io.TextIOWrapper(zf.open("labels.csv"), encoding="utf-8")))
+        assert sorted(int(r["label"]) for r in rows) == [1, 3, 7]
+        assert all(zf.read(r["file"]).startswith(b"\x89PNG") for r in rows)
+
+    page.get_by_role("button", name="Remove all drawings").click()
+    page.get_by_role("button", name="Yes, remove all").click()
+    expect(page.get_by_text("No drawings yet")).to_be_visible()
+
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(saved)
+    expect(page.get_by_text("Added 3 drawings; 0 were already here; 0 skipped.")).to_be_visible()
+    expect(page.get_by_text("3 drawings", exact=True)).to_be_visible()
+    expect(accuracy).to_contain_text("100.0%")
+
+
+def test_projector_mode_is_large_and_kept_across_pages(page, server):
+    page.goto(server.url + "/draw")
+    title = page.get_by_role("heading", name="Draw a digit")
+    expect(title).to_be_visible()
+    size = lambda: page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)")  # noqa: E731
+    normal = size()
+    normal_canvas = page.locator("canvas").last.bounding_box()["width"]
+    page.get_by_text("Projector mode").click()
+    expect(page.get_by_role("switch", name="Projector mode")).to_be_checked()
+    page.wait_for_function(f"() => parseFloat(getComputedStyle(document.querySelector('h1')).fontSize) > {normal}")
+    expect(page.locator("canvas").last).not_to_have_attribute("width", str(int(normal_canvas)))
+    assert page.locator("canvas").last.bounding_box()["width"] > normal_canvas  # a larger canvas, a thicker brush
+    page.get_by_role("link", name="Train", exact=True).click()
+    expect(page.get_by_role("heading", name="Train a network")).to_be_visible()
+    expect(page.get_by_role("switch", name="Projector mode")).to_be_checked()
+    assert size() > normal and "projector=true" in page.url
+    page.screenshot(path=SHOTS / "32-projector-train.png")
