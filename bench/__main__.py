@@ -11,6 +11,8 @@ Sections:
   latency     canvas pixels -> ten probabilities, p50 and p95 over many drawings
   dashboard   the trainer inside the dashboard's TrainingRun, with the live panel's redraw
               work once a second, against the same trainer headless
+  classroom   the Models page's downloads (checkpoint, TorchScript, ONNX, each checked against
+              the model), and a class set of drawn digits scored, exported as a zip and imported
   gpu         time to 99 % on a CUDA GPU, with the card's name (only where one is present)
 """
 
@@ -20,9 +22,9 @@ import argparse
 import json
 import statistics
 import sys
-import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -31,7 +33,7 @@ from core import paths, presets
 from core.data import load_dataset
 from core.trainer import BatchEvent, EndEvent, TrainConfig, Trainer
 
-SECTIONS = ("throughput", "target", "latency", "dashboard", "gpu")
+SECTIONS = ("throughput", "target", "latency", "dashboard", "classroom", "gpu")
 
 
 # ----------------------------------------------------------------------------- throughput
@@ -202,6 +204,53 @@ def bench_dashboard(quick: bool, dataset) -> dict:
             "note": "server side: TrainingRun thread + the live panel's chart work at 1 Hz, each in its own process"}
 
 
+# ----------------------------------------------------------------------------- classroom
+
+def bench_classroom(quick: bool) -> dict:
+    """What a teacher waits for: each model download, and the class set scored, exported and imported."""
+    import tempfile
+
+    import numpy as np
+
+    from core import checkpoint, export
+    from core.classset import ClassSet, score
+    from core.drawn import drawn_set
+
+    ckpt = checkpoint.load(paths.BUNDLED_MODEL)
+    out = {}
+    for name, make in (("checkpoint", checkpoint.to_bytes), ("torchscript", export.torchscript_bytes),
+                       ("onnx", export.onnx_bytes)):
+        t0 = time.perf_counter()
+        data = make(ckpt)  # the first call pays for imports and tracing set-up
+        first = time.perf_counter() - t0
+        again = []
+        for _ in range(2 if quick else 5):
+            t0 = time.perf_counter()
+            make(ckpt)
+            again.append(time.perf_counter() - t0)
+        out[f"{name}_first_s"], out[f"{name}_s"] = round(first, 3), round(statistics.median(again), 3)
+        out[f"{name}_kb"] = round(len(data) / 1024)
+    canvases, labels = drawn_set(per_digit=3 if quick else 30, seed=11)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ClassSet(Path(tmp) / "set")
+        for c, y in zip(canvases, labels):
+            store.add(np.dstack([c, c, c, np.full_like(c, 255)]), int(y), background="dark")
+        model = ckpt.build()
+        t0 = time.perf_counter()
+        result = score(model, store)
+        out["classset_drawings"] = len(store)
+        out["classset_score_s"] = round(time.perf_counter() - t0, 3)
+        out["classset_accuracy"] = round(result.accuracy, 3)
+        t0 = time.perf_counter()
+        data = store.export_zip()
+        out["classset_export_s"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        report = ClassSet(Path(tmp) / "copy").import_zip(data)
+        out["classset_import_s"] = round(time.perf_counter() - t0, 3)
+        out["classset_imported"] = report.added
+    return out
+
+
 # ----------------------------------------------------------------------------- gpu
 
 def bench_gpu(quick: bool, dataset) -> dict:
@@ -251,6 +300,15 @@ def main(argv: list[str] | None = None) -> int:
         r = results["dashboard"] = bench_dashboard(args.quick, dataset)
         say(f"\nDashboard streaming vs headless (goal >= 90%)\nheadless {r['headless_samples_per_s']:,} samples/s, "
             f"dashboard {r['dashboard_samples_per_s']:,} samples/s: {r['ratio']:.1%}  ({r['note']})")
+    if "classroom" in args.only:
+        r = results["classroom"] = bench_classroom(args.quick)
+        say("\nClassroom: model downloads (bundled CNN; first call, then the median of later calls)")
+        for k in ("checkpoint", "torchscript", "onnx"):
+            checked = "" if k == "checkpoint" else ", loaded back and checked against the model"
+            say(f"{k:12} {r[k + '_first_s']:.3f} s first, {r[k + '_s']:.3f} s after, {r[k + '_kb']} kB{checked}")
+        say(f"class set of {r['classset_drawings']} drawings: scored in {r['classset_score_s']:.2f} s "
+            f"({r['classset_accuracy']:.1%}), exported in {r['classset_export_s']:.2f} s, imported in "
+            f"{r['classset_import_s']:.2f} s ({r['classset_imported']} added)")
     if "gpu" in args.only:
         r = results["gpu"] = bench_gpu(args.quick, dataset)
         if r["available"]:

@@ -90,10 +90,12 @@ def test_the_bundled_model_is_a_trained_seed_cnn():
 
 
 def test_the_benchmark_runs_and_prints_its_figures_as_json(mirror_root):
-    out = run("bench", "--quick", "--only", "throughput", "latency", "dashboard", "--json")
+    out = run("bench", "--quick", "--only", "throughput", "latency", "dashboard", "classroom", "--json")
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["throughput"]["cnn"]["ratio"] > 0 and figures["throughput"]["mlp"]["seed_samples_per_s"] > 0
     assert figures["latency"]["p95_ms"] >= figures["latency"]["p50_ms"] > 0
     assert 0 < figures["dashboard"]["ratio"]
+    room = figures["classroom"]
+    assert room["onnx_kb"] > 0 and room["classset_imported"] == room["classset_drawings"] == 30
     assert "Training throughput, batch 64" in out.stdout
