@@ -27,6 +27,8 @@ from core.data import DATASETS
 FORMAT = "digitlab-checkpoint"
 VERSION = 1
 MAX_BYTES = 200 * 1024 * 1024  # far above any model here; refuses absurd uploads before reading them
+MAX_PARAMETERS = 20_000_000  # the largest model the Train page builds has about 3 million
+MAX_TEXT = 200  # characters of a checkpoint's name or date: shown on pages, so kept short and printable
 
 
 class CheckpointError(ValueError):
@@ -134,6 +136,7 @@ def load_bytes(data: bytes, source: str = "the file") -> Checkpoint:
     if not data.startswith(b"PK\x03\x04"):  # torch.save writes a zip archive
         raise CheckpointError(f"{source} is not a readable PyTorch file: a checkpoint is a zip archive written by "
                               "torch.save, and this file is something else")
+    _check_archive(data, source)
     try:
         blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -165,6 +168,7 @@ def load_bytes(data: bytes, source: str = "the file") -> Checkpoint:
     state = blob.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{source} has no valid weights")
+    _check_shapes(cfg, state, source)
     model = M.build_model(cfg)
     try:
         model.load_state_dict(state)
@@ -175,7 +179,50 @@ def load_bytes(data: bytes, source: str = "the file") -> Checkpoint:
     if dataset not in DATASETS:
         raise CheckpointError(f"{source} names an unknown data set {dataset!r}")
     return Checkpoint(cfg, state, dataset, _plain(blob.get("train_config", {}), "training settings"),
-                      _plain(blob.get("metrics", {}), "metrics"), str(blob.get("created", "")), str(blob.get("name", "")))
+                      _metrics(_plain(blob.get("metrics", {}), "metrics")), _text(blob.get("created", "")),
+                      _text(blob.get("name", "")))
+
+
+def _metrics(metrics) -> dict:
+    """Accuracies are shown as percentages: keep only those that are real fractions (not true, not 1e9)."""
+    if not isinstance(metrics, dict):
+        raise CheckpointError("the checkpoint's metrics are not a table of values")
+
+    def fraction(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+    return {k: v for k, v in metrics.items() if not k.endswith("_acc") or fraction(v)}
+
+
+def _text(value) -> str:
+    """A name or date from a file: one printable line, short."""
+    return "".join(ch for ch in str(value) if ch.isprintable())[:MAX_TEXT]
+
+
+def _check_archive(data: bytes, source: str) -> None:
+    """torch.save stores its entries uncompressed: a compressed entry could unpack to any size."""
+    try:
+        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return  # torch.load reports it as unreadable
+    if any(i.compress_type != zipfile.ZIP_STORED for i in infos) or sum(i.file_size for i in infos) > MAX_BYTES:
+        raise CheckpointError(f"{source} is not a file written by torch.save (it holds compressed entries)")
+
+
+def _check_shapes(cfg: M.ModelConfig, state: dict, source: str) -> None:
+    """Compare the weights with the model's shapes on the meta device, before any memory is spent on it."""
+    with torch.device("meta"):
+        expected = M.build_model(cfg).state_dict()
+    size = sum(t.numel() for t in expected.values())
+    if size > MAX_PARAMETERS:
+        raise CheckpointError(f"{source} describes a model with {size:,} weights; Digit Lab's models have at most "
+                              f"{MAX_PARAMETERS:,}")
+    for key, want in expected.items():
+        got = state.get(key)
+        if got is None or tuple(got.shape) != tuple(want.shape):
+            found = "missing" if got is None else f"shape {tuple(got.shape)}"
+            raise CheckpointError(f"{source}'s weights do not fit its model ({M.describe(cfg)}): {key} is {found}, "
+                                  f"expected {tuple(want.shape)}")
 
 
 def load(path: str | Path) -> Checkpoint:

@@ -76,10 +76,15 @@ class CNNConfig:
 ModelConfig = Union[MLPConfig, CNNConfig]
 
 
+MAX_LAYERS = 8  # hidden layers of an MLP, fully connected layers of a CNN's head
+
+
 def _check(cfg: ModelConfig) -> None:
     widths = cfg.hidden if isinstance(cfg, MLPConfig) else tuple(cfg.channels) + tuple(cfg.fc)
     if isinstance(cfg, CNNConfig) and len(cfg.channels) != 2:
         raise ValueError("a CNN config has exactly two conv layers")
+    if len(cfg.hidden if isinstance(cfg, MLPConfig) else cfg.fc) > MAX_LAYERS:
+        raise ValueError(f"at most {MAX_LAYERS} hidden layers")
     if any(int(w) < 1 or int(w) > 4096 for w in widths):
         raise ValueError("layer widths must be between 1 and 4096")
     if not 0.0 <= cfg.dropout < 1.0:

@@ -1,6 +1,7 @@
 import io
 import os
 import pickle
+import zipfile
 
 import pytest
 import torch
@@ -147,3 +148,58 @@ def test_a_process_killed_while_saving_leaves_the_last_good_checkpoint(tmp_path)
     loaded = C.load(target)  # either the first good file or a complete later one: never a torn file
     assert loaded.model_config in (M.CNNConfig(), M.MLPConfig(hidden=(4096, 4096, 1024)))
     assert list(tmp_path.glob(".model.pt.*.tmp")), "the kill should have interrupted a write"
+
+
+def saved(payload: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def test_a_small_file_describing_a_huge_model_is_refused_before_building_it(monkeypatch):
+    payload = C.to_payload(make(M.MLPConfig()))
+    payload["model_config"] = M.config_to_dict(M.MLPConfig(hidden=(4096,) * 8))  # 120 M weights, none given
+    payload["state_dict"] = {}
+    data = saved(payload)
+    assert len(data) < 2_000
+    built_on = []
+    real_build = M.build_model
+    monkeypatch.setattr(M, "build_model", lambda cfg: built_on.append(str(torch.get_default_device())) or real_build(cfg))
+    with pytest.raises(C.CheckpointError, match=r"describes a model with [\d,]+ weights"):
+        C.load_bytes(data)
+    assert built_on == ["meta"]  # sized without allocating it
+    payload["model_config"] = M.config_to_dict(M.MLPConfig(hidden=(16,) * 9))
+    with pytest.raises(C.CheckpointError, match="at most 8 hidden layers"):
+        C.load_bytes(saved(payload))
+
+
+def test_weights_of_the_wrong_shape_are_named():
+    payload = C.to_payload(make(M.MLPConfig()))
+    payload["state_dict"]["fc1.weight"] = torch.zeros(3, 3)
+    with pytest.raises(C.CheckpointError, match=r"fc1.weight is shape \(3, 3\), expected \(128, 784\)"):
+        C.load_bytes(saved(payload))
+
+
+def test_a_checkpoint_with_compressed_entries_is_refused_before_unpacking():
+    original = saved(C.to_payload(make()))
+    packed = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(original)) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    with pytest.raises(C.CheckpointError, match="compressed entries"):
+        C.load_bytes(packed.getvalue())
+
+
+def test_a_checkpoints_name_and_date_are_one_short_printable_line():
+    payload = C.to_payload(make())
+    payload["name"] = "line one\nline two\x1b[31m" + "x" * 500
+    payload["created"] = "[click](http://evil.example)\n" * 50
+    ck = C.load_bytes(saved(payload))
+    assert "\n" not in ck.name and "\x1b" not in ck.name and len(ck.name) == C.MAX_TEXT
+    assert "\n" not in ck.created and len(ck.created) <= C.MAX_TEXT
+
+
+def test_accuracies_that_are_not_fractions_are_dropped():
+    payload = C.to_payload(make())
+    payload["metrics"] = {"test_acc": True, "drawn_acc": 7.5, "train_acc": 0.5, "train_seconds": 12.0}
+    assert C.load_bytes(saved(payload)).metrics == {"train_acc": 0.5, "train_seconds": 12.0}
