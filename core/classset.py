@@ -306,6 +306,8 @@ class ClassSet:
         rows = []
         for line, row in enumerate(parsed, 1):
             cells = [c.strip() for c in row]
+            while len(cells) > 2 and not cells[-1]:
+                cells.pop()  # spreadsheets add empty columns at the end: "a.png,3,"
             if not any(cells):
                 continue
             if line == 1 and len(cells) >= 2 and cells[1].lower() == "label":
@@ -327,7 +329,8 @@ class ClassSet:
         except (ClassSetError, zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
                 NotImplementedError) as err:
             return f"cannot be read from the zip (damaged or unsupported): {err}"
-        if pixels.ndim == 2 and pixels.dtype == np.uint8 and _pixel_id(pixels) == Path(name).stem:
+        if (pixels.ndim == 2 and pixels.dtype == np.uint8 and max(pixels.shape) <= MAX_SIDE
+                and _pixel_id(pixels) == Path(name).stem):
             img = pixels  # exactly as exported: keep it, whatever its border looks like
         else:
             img = _ink_image(pixels, "auto")

@@ -193,6 +193,22 @@ def test_a_hand_made_zip_of_scans_with_a_bom_and_crlf_is_imported():
     assert np.array_equal(cs.image(scan), ink7)  # stored white on black
 
 
+def test_a_spreadsheets_trailing_empty_column_is_ignored():
+    ink = canvas(4)[..., 0]
+    data = make_zip({"labels.csv": b"file,label,\na.png,4,\n", "a.png": png_bytes(ink)})
+    report = ClassSet().import_zip(data)
+    assert (report.added, report.skipped) == (1, [])
+
+
+def test_a_huge_image_named_by_its_own_hash_is_still_scaled_down():
+    big = np.kron(canvas(1)[..., 0], np.ones((12, 12), np.uint8))  # 3360 px a side, exported-looking
+    name = f"images/{classset._pixel_id(big)}.png"
+    data = make_zip({"labels.csv": f"file,label\n{name},1\n".encode(), name: png_bytes(big)})
+    cs = ClassSet()
+    assert cs.import_zip(data).added == 1
+    assert max(cs.image(cs.list()[0]).shape) <= classset.STORED_SIDE
+
+
 @pytest.mark.parametrize("data, message", [
     (b"hello", "not a zip file"),
     (b"", "not a zip file"),

@@ -47,10 +47,10 @@ def models() -> dict[str, tuple[str, object]]:
 
 def scored(key: str, load) -> tuple[C.Score | None, str | None, float | None]:
     """The score of one model on the set as it is now; computed again only when either changes."""
-    signature = (key, id(sess.current) if key == "current" else None, tuple((d.id, d.label) for d in drawings))
+    signature = (key, tuple((d.id, d.label) for d in drawings))
     cached = sess._built.get("classset_score")
-    if cached is not None and cached[0] == signature:
-        return cached[1:]
+    if cached is not None and cached[0] == signature and (key != "current" or cached[1] is sess.current):
+        return cached[2:]
     try:
         ckpt = load()
         acc = ckpt.metrics.get("test_acc")
@@ -63,7 +63,7 @@ def scored(key: str, load) -> tuple[C.Score | None, str | None, float | None]:
                 result = (C.score(ckpt.build(), store), None, acc)
     except (CheckpointError, OSError) as err:
         result = (None, f"This model could not be loaded: {err}", None)
-    sess._built["classset_score"] = (signature, *result)
+    sess._built["classset_score"] = (signature, sess.current, *result)
     return result
 
 
@@ -90,7 +90,7 @@ else:
         m2.metric("Right", f"{right} of {len(score.labels)}")
         m3.metric("On MNIST's test set", f"{test_acc:.2%}" if test_acc is not None else "–")
         per = score.per_class()
-        bars = go.Figure(go.Bar(x=[str(d) for d in range(10)], y=np.nan_to_num(per) * 100,
+        bars = go.Figure(go.Bar(x=[str(d) for d in range(10)], y=[None if np.isnan(a) else a * 100 for a in per],
                                 text=[f"{n}" for n in counts], marker_color=charts.SMOOTH,
                                 hovertemplate="digit %{x}: %{y:.0f} % of %{text} drawings<extra></extra>"))
         bars.update_yaxes(range=[0, 100])
@@ -108,20 +108,22 @@ else:
         if len(mistakes) > 48:
             st.caption(f"the 48 most confident of {len(mistakes)}")
 
-    with st.expander(f"All {len(drawings)} drawings: fix a label or remove drawings"):
+    with st.expander("Every drawing, newest first: fix a label or remove drawings"):
         listed = score.drawings if score is not None else drawings  # the predictions belong to score's list
         preds = score.predictions if score is not None else None
         table = [{"drawing": data_url(thumbnail(d)), "label": d.label,
                   "model says": (int(preds[i]) if preds is not None and preds[i] >= 0 else None), "id": d.id}
-                 for i, d in enumerate(listed[:1000])]
+                 for i, d in reversed(list(enumerate(listed)))][:1000]
+        # a new table after every change: a selection is kept by row number, which would then point elsewhere
+        version = sess._built.setdefault("classset_table", 0)
         event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
-                             key="classset.table", row_height=THUMB + 4,
+                             key=f"classset.table.{version}", row_height=THUMB + 4,
                              column_config={"drawing": st.column_config.ImageColumn("drawing", width="small"),
                                             "id": None})
         if len(listed) > 1000:
-            st.caption("the first 1,000 drawings")
+            st.caption("the newest 1,000 drawings")
         rows = event.selection.rows if event and event.selection else []
-        picked = [table[r]["id"] for r in rows]
+        picked = [table[r]["id"] for r in rows if 0 <= r < len(table)]
         a, b = st.columns([2, 1])
         new_label = a.pills("Change the label of the selected drawings to", list(range(10)), key="classset.relabel_to")
         if a.button("Change label", disabled=not picked or new_label is None, key="classset.relabel"):
@@ -130,10 +132,12 @@ else:
                     store.relabel(did, int(new_label))
                 except (C.ClassSetError, OSError):
                     pass  # removed meanwhile from another tab
+            sess._built["classset_table"] = version + 1
             st.rerun()
         if b.button(f"Remove {len(picked)} selected" if picked else "Remove selected", disabled=not picked,
                     icon=":material/delete:", key="classset.remove"):
             store.remove(picked)
+            sess._built["classset_table"] = version + 1
             st.rerun()
 
 st.subheader("Take it home, bring it back")
@@ -152,6 +156,7 @@ with left:
         st.write(f"Remove all {len(drawings)} drawings? Export them first to keep a copy.")
         if st.button("Yes, remove all", type="primary", key="classset.clear"):
             store.clear()
+            sess._built["classset_table"] = sess._built.get("classset_table", 0) + 1
             st.rerun()
 with right:
     upload = st.file_uploader("**Import** a class set (.zip): added to the drawings here", type=["zip"],
@@ -162,8 +167,9 @@ with right:
             with st.spinner("Reading the drawings…"):
                 report = store.import_zip(upload.getvalue())
             sess.flash = ("import", report)
+            sess._built["classset_table"] = sess._built.get("classset_table", 0) + 1
         except (C.ClassSetError, OSError) as err:
-            sess.flash = ("import-error", f"{widgets.md_escape(upload.name)}: {err}")
+            sess.flash = ("import-error", widgets.md_escape(f"{upload.name}: {err}"))
         st.rerun()
     flash = sess.flash if sess.flash and sess.flash[0].startswith("import") else None
     if flash:
