@@ -59,73 +59,104 @@ def lessons_file() -> Path:
 
 
 def _one_of(name: str, value, choices) -> None:
-    if not any(value == c for c in choices) or isinstance(value, bool):
-        raise LessonError(f"{name} = {value!r} is not offered; choose one of {', '.join(f'{c:g}' if isinstance(c, float) else str(c) for c in choices)}")
+    if isinstance(value, bool) or not any(value == c for c in choices):
+        offered = ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in choices)
+        raise LessonError(f"{name} = {value!r} is not offered; choose one of {offered}")
+
+
+def _flag(s: dict, name: str) -> bool:
+    value = s.get(name, False)
+    if not isinstance(value, bool):
+        raise LessonError(f"{name} = {value!r} must be true or false (without quotes)")
+    return value
+
+
+def _whole(s: dict, name: str, default: int, lo: int, hi: int) -> int:
+    value = s.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise LessonError(f"{name} = {value!r} must be a whole number from {lo:,} to {hi:,}")
+    return value
+
+
+def _number(s: dict, name: str, default: float, lo: float, hi: float, step: float | None = None) -> float:
+    value = s.get(name, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+    if ok and step is not None:
+        ok = math.isclose(value / step, round(value / step), abs_tol=1e-6)
+    if not ok:
+        steps = f" in steps of {step:g}" if step else ""
+        raise LessonError(f"{name} = {value!r} must be a number from {lo:g} to {hi:g}{steps}")
+    return round(float(value), 6)
+
+
+def _word(s: dict, name: str, default: str, choices) -> str:
+    value = s.get(name, default)
+    if value not in choices:
+        raise LessonError(f"{name} = {value!r}: choose one of {', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def _widths(s: dict, name: str, default: tuple, choices, counts: range, what: str) -> tuple[int, ...]:
+    value = s.get(name, list(default))
+    if not isinstance(value, list) or len(value) not in counts:
+        raise LessonError(f"{name} = {value!r} must be a list of {counts.start} to {counts.stop - 1} {what}, "
+                          f"e.g. {list(default)}")
+    for v in value:
+        _one_of(f"a width in {name}", v, choices)
+    return tuple(value)
 
 
 def config_from_settings(settings: dict) -> TrainConfig:
-    """A lesson run's settings -> the ``TrainConfig`` the Train page would build from them."""
+    """A lesson run's settings -> the ``TrainConfig`` the Train page would build from them.
+
+    Every value must be one the page's widgets can show, of the type they take, so that a lesson
+    never puts a widget into a state it cannot display.
+    """
+    if not isinstance(settings, dict):
+        raise LessonError("settings must be a table, e.g. settings = { model = \"mlp\", lr = 0.01 }")
     unknown = set(settings) - SETTINGS
     if unknown:
         raise LessonError(f"unknown setting(s) {', '.join(sorted(unknown))}; the settings are {', '.join(sorted(SETTINGS))}")
-    s = dict(settings)
-    kind = s.pop("model", "cnn")
-    dropout = float(s.pop("dropout", 0.0))
-    if not 0 <= dropout <= MAX_DROPOUT or not math.isclose(dropout * 20, round(dropout * 20)):
-        raise LessonError(f"dropout = {dropout} must be between 0 and {MAX_DROPOUT} in steps of 0.05")
-    batch_norm = s.pop("batch_norm", False)
+    s = settings
+    kind = _word(s, "model", "cnn", ("cnn", "mlp"))
+    dropout = _number(s, "dropout", 0.0, 0.0, MAX_DROPOUT, 0.05)
+    batch_norm = _flag(s, "batch_norm")
     if kind == "mlp":
-        hidden = tuple(s.pop("hidden", MLPConfig().hidden))
-        if not 1 <= len(hidden) <= MAX_HIDDEN_LAYERS:
-            raise LessonError(f"hidden = {list(hidden)} must list 1 to {MAX_HIDDEN_LAYERS} widths")
-        for w in hidden:
-            _one_of("a hidden width", w, WIDTHS)
         if "channels" in s or "fc" in s:
             raise LessonError("channels and fc are CNN settings; this run's model is the MLP")
-        model = MLPConfig(hidden=hidden, dropout=round(dropout, 2), batch_norm=bool(batch_norm))
-    elif kind == "cnn":
-        channels = tuple(s.pop("channels", CNNConfig().channels))
-        if len(channels) != 2:
-            raise LessonError(f"channels = {list(channels)} must list two numbers")
-        for c in channels:
-            _one_of("a channel count", c, CHANNELS)
+        hidden = _widths(s, "hidden", MLPConfig().hidden, WIDTHS, range(1, MAX_HIDDEN_LAYERS + 1), "widths")
+        model = MLPConfig(hidden=hidden, dropout=dropout, batch_norm=batch_norm)
+    else:
         if "hidden" in s:
             raise LessonError("hidden is an MLP setting; this run's model is the CNN")
-        customised = "fc" in s or channels != CNNConfig().channels or dropout or batch_norm
-        if customised:  # the page's layer sliders: its fc slider starts at 128 (the seed's 120 is not offered)
-            fc = s.pop("fc", CUSTOM_CNN_FC)
+        channels = _widths(s, "channels", CNNConfig().channels, CHANNELS, range(2, 3), "channel counts")
+        if "fc" in s or channels != CNNConfig().channels or dropout or batch_norm:
+            fc = s.get("fc", CUSTOM_CNN_FC)  # the page's layer sliders: its fc slider starts at 128
             _one_of("fc", fc, WIDTHS)
             model = CNNConfig(channels=channels, fc=(fc, CNN_SECOND_FC) if fc >= CNN_SECOND_FC else (fc,),
-                              dropout=round(dropout, 2), batch_norm=bool(batch_norm))
+                              dropout=dropout, batch_norm=batch_norm)
         else:
             model = CNNConfig()
-    else:
-        raise LessonError(f"model = {kind!r}: choose \"cnn\" or \"mlp\"")
-    optimizer = s.get("optimizer", "adam")
-    lr = s.get("lr", 1e-3)
-    _one_of("lr", lr, LEARNING_RATES)
-    _one_of("batch_size", s.get("batch_size", 64), BATCH_SIZES)
-    _one_of("weight_decay", s.get("weight_decay", 0.0), WEIGHT_DECAYS)
-    epochs = s.get("epochs", 3)
-    if not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
-        raise LessonError(f"epochs = {epochs!r} must be a whole number from 1 to {MAX_EPOCHS}")
-    momentum = s.get("momentum", 0.0 if optimizer == "rmsprop" else 0.9)
+    optimizer = _word(s, "optimizer", "adam", ("sgd", "adam", "adamw", "rmsprop"))
     if optimizer not in ("sgd", "rmsprop") and "momentum" in s:
         raise LessonError(f"momentum applies to SGD and RMSprop, not {optimizer}")
-    subset = s.get("train_subset", 0)
-    target = s.get("target", 0)
+    momentum = _number(s, "momentum", 0.0 if optimizer == "rmsprop" else 0.9, 0.0, 0.99, 0.01)
+    for name, choices, default in (("lr", LEARNING_RATES, 1e-3), ("batch_size", BATCH_SIZES, 64),
+                                   ("weight_decay", WEIGHT_DECAYS, 0.0)):
+        _one_of(name, s.get(name, default), choices)
+    subset = _whole(s, "train_subset", 0, 0, 60_000)
+    target = _number(s, "target", 0.0, 0.0, 100.0)
     try:
-        cfg = TrainConfig(dataset=s.get("dataset", "mnist"), model=model, optimizer=optimizer, lr=float(lr),
-                          momentum=float(momentum), nesterov=bool(s.get("nesterov", False)),
-                          weight_decay=float(s.get("weight_decay", 0.0)), batch_size=int(s.get("batch_size", 64)),
-                          epochs=epochs, schedule=s.get("schedule", "constant"), augment=bool(s.get("augment", False)),
-                          seed=int(s.get("seed", 0)), train_subset=int(subset) or None,
-                          target_acc=(float(target) / 100) or None)
+        cfg = TrainConfig(dataset=_word(s, "dataset", "mnist", ("mnist", "fashion-mnist")), model=model,
+                          optimizer=optimizer, lr=float(s.get("lr", 1e-3)), momentum=momentum,
+                          nesterov=_flag(s, "nesterov"), weight_decay=float(s.get("weight_decay", 0.0)),
+                          batch_size=int(s.get("batch_size", 64)), epochs=_whole(s, "epochs", 3, 1, MAX_EPOCHS),
+                          schedule=_word(s, "schedule", "constant", ("constant", "onecycle", "cosine")),
+                          augment=_flag(s, "augment"), seed=_whole(s, "seed", 0, 0, 2**31 - 1),
+                          train_subset=subset or None, target_acc=round(target / 100, 6) or None)
         cfg.validate(cfg.train_subset or 60_000)
-    except (TypeError, ValueError) as err:
+    except ValueError as err:
         raise LessonError(str(err)) from None
-    if cfg.dataset not in ("mnist", "fashion-mnist"):
-        raise LessonError(f"dataset = {cfg.dataset!r}: choose \"mnist\" or \"fashion-mnist\"")
     return cfg
 
 
@@ -159,6 +190,8 @@ def load_lessons(path: str | Path | None = None) -> list[Lesson]:
         except KeyError as err:
             raise LessonError(f"{where}: missing {err.args[0]!r}") from None
         except LessonError as err:
+            raise LessonError(f"{where}: {err}") from None
+        except (TypeError, ValueError, AttributeError) as err:  # e.g. a lesson that is not a table
             raise LessonError(f"{where}: {err}") from None
     if not lessons:
         raise LessonError(f"the lessons file {path} has no [[lesson]]")

@@ -47,7 +47,17 @@ def test_settings_left_out_take_the_train_pages_defaults():
     ({"batch_size": 100}, "batch_size = 100 is not offered"),
     ({"epochs": 0}, "epochs = 0"),
     ({"model": "rnn"}, "model = 'rnn'"),
-    ({"model": "mlp", "hidden": [100]}, "a hidden width = 100"),
+    ({"model": "mlp", "hidden": [100]}, "a width in hidden = 100"),
+    ({"model": "mlp", "hidden": 128}, "hidden = 128 must be a list"),
+    ({"model": "mlp", "hidden": [16, 16, 16, 16]}, "must be a list of 1 to 3 widths"),
+    ({"optimizer": "sgd", "momentum": 0.995}, "momentum = 0.995 must be a number from 0 to 0.99"),
+    ({"seed": -1}, "seed = -1 must be a whole number"),
+    ({"seed": 2**32}, "seed = 4294967296 must be a whole number"),
+    ({"train_subset": 70_000}, "train_subset = 70000 must be a whole number from 0 to 60,000"),
+    ({"augment": "false"}, "augment = 'false' must be true or false"),
+    ({"epochs": 2.5}, "epochs = 2.5 must be a whole number"),
+    ({"target": 101}, "target = 101 must be a number from 0 to 100"),
+    ({"dataset": "cifar"}, "dataset = 'cifar'"),
     ({"model": "mlp", "channels": [6, 16]}, "channels and fc are CNN settings"),
     ({"optimizer": "adam", "momentum": 0.5}, "momentum applies to SGD and RMSprop"),
     ({"optimizer": "adam", "nesterov": True}, "Nesterov momentum needs SGD"),
@@ -71,6 +81,18 @@ def test_a_broken_lessons_file_says_which_lesson_and_run(tmp_path):
         L.load_lessons(bad)
     with pytest.raises(L.LessonError, match="cannot read"):
         L.load_lessons(tmp_path / "missing.toml")
+
+
+def test_a_broken_lessons_file_leaves_the_train_page_working(tmp_path, monkeypatch):
+    bad = tmp_path / "lessons.toml"
+    bad.write_text('[[lesson]]\nid = "x"\ntitle = "X"\n[[lesson.run]]\nlabel = "Go"\nsettings = { hidden = 128, model = "mlp" }\n')
+    monkeypatch.setenv("DIGITLAB_LESSONS", str(bad))
+    at = train_page()
+    assert any("The lessons could not be read" in e.value and "hidden = 128" in e.value for e in at.error)
+    assert shown_config(at) == TrainConfig()  # the settings work as ever
+    bad.write_text("[[lesson]]\nid = 3\n")
+    at = train_page()
+    assert any("missing 'title'" in e.value for e in at.error)
 
 
 def test_a_teacher_can_point_the_app_at_an_own_lessons_file(tmp_path, monkeypatch):
