@@ -54,6 +54,7 @@ class AppSession:
     lesson_run: tuple | None = None  # (lesson title, run label, TrainConfig) of the lesson last loaded
     lesson_title: str | None = None  # the lesson picked on the Train page
     flash: tuple | None = None  # (kind, text): a message for the next run of a page, after a callback
+    chosen_during: int | None = None  # ticket of the run that was training when a model was picked by hand
     _built: dict = field(default_factory=dict)
 
     def adopt_finished_run(self) -> bool:
@@ -65,7 +66,7 @@ class AppSession:
         if run is None or not run.done or self._built.get("adopted") == run.ticket:
             return False
         self._built["adopted"] = run.ticket
-        if run.result is not None:
+        if run.result is not None and self.chosen_during != run.ticket:  # a model picked meanwhile stays
             self.current, self.current_source = run.result, "trained"
             self._built.pop("current", None)
         self.saved_run_id, self.save_error = run.saved_id, run.save_error
@@ -73,6 +74,8 @@ class AppSession:
 
     def use_checkpoint(self, ckpt: checkpoint.Checkpoint, source: str) -> None:
         self.current, self.current_source = ckpt, source
+        if self.run is not None and not self.run.done:
+            self.chosen_during = self.run.ticket
         self._built.pop("current", None)
 
     def current_model(self) -> nn.Module:

@@ -82,6 +82,7 @@ html { font-size: 20px; }
 .stApp, .stApp p, .stApp li, .stApp label, .stApp [data-testid="stCaptionContainer"] { color: #000 !important; }
 .stApp h1 { font-size: 2.8rem; } .stApp h2 { font-size: 2.2rem; } .stApp h3, .stApp h4 { font-size: 1.6rem; }
 .stApp [data-testid="stSidebar"] h2 { font-size: 1.6rem; }
+.stApp [data-testid="stText"] { font-size: 1.2rem; color: #000; }
 .stApp [data-testid="stMetricValue"] { font-size: 2.8rem; font-weight: 700; }
 .stApp [data-testid="stProgress"] > div > div { height: 1.1rem; }
 .stApp [data-testid="stVerticalBlockBorderWrapper"], .stApp [data-testid="stExpander"] details { border: 2px solid #000; }
@@ -101,4 +102,4 @@ def current_model_card() -> None:
     choice = state.session().model_for_drawing()
     st.markdown("**Model answering on Draw**")
     st.text(choice.name)
-    st.caption(choice.detail)
+    st.caption(md_escape(choice.detail))  # the date comes from the checkpoint file

@@ -10,6 +10,8 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
+from core.classset import ClassSet
+from tests.apptest import drawing
 from tests.browser import StreamlitServer, artifacts_dir, digit_strokes, draw_on
 
 SHOTS = artifacts_dir()
@@ -21,6 +23,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 def server(tmp_path_factory, mirror_root):
     home = tmp_path_factory.mktemp("classroom") / "home"
     srv = StreamlitServer(home, {"DIGITLAB_CLASSSET": str(home / "classset")})
+    srv.classset = ClassSet(home / "classset")
     yield srv
     srv.stop()
 
@@ -57,15 +60,21 @@ def test_a_lesson_link_opens_the_same_settings_in_another_browser(page, browser,
 def add_drawing(page, digit: int) -> None:
     draw_on(page, page.locator("canvas").last, digit_strokes(digit))
     expect(page.get_by_text(re.compile(r"^Prediction: "))).to_be_visible()
-    page.get_by_role("radiogroup", name="The digit you drew").get_by_role("radio", name=str(digit), exact=True).click()
+    choice = page.get_by_role("radiogroup", name="The digit you drew").get_by_role("radio", name=str(digit), exact=True)
+    if choice.get_attribute("aria-checked") != "true":  # a second click would unpick it
+        choice.click()
     page.get_by_role("button", name=f"Add this {digit} to the class set").click()
     expect(page.get_by_text(f"Added a {digit} to the class set")).to_be_visible()
     expect(page.get_by_text(re.compile(r"^Prediction: "))).to_have_count(0)  # cleared for the next one
+    expect(page.get_by_text(f"Added a {digit} to the class set")).to_be_visible()  # and the message stays
 
 
 def test_the_class_set_from_drawings_to_a_zip_and_back(page, server, tmp_path):
+    server.classset.clear()
     page.goto(server.url + "/draw")
     expect(page.get_by_role("button", name="Add to the class set")).to_be_disabled()  # nothing drawn, no label
+    page.get_by_role("radiogroup", name="The digit you drew").get_by_role("radio", name="3", exact=True).click()
+    expect(page.get_by_role("button", name="Add this 3 to the class set")).to_be_disabled()  # still nothing drawn
     for digit in (3, 7, 1):
         add_drawing(page, digit)
     page.get_by_role("link", name="Class set", exact=True).click()
@@ -91,6 +100,29 @@ def test_the_class_set_from_drawings_to_a_zip_and_back(page, server, tmp_path):
     expect(page.get_by_text("Added 3 drawings; 0 were already here; 0 skipped.")).to_be_visible()
     expect(page.get_by_text("3 drawings", exact=True)).to_be_visible()
     expect(accuracy).to_contain_text("100.0%")
+
+
+def test_removing_a_selected_drawing_removes_that_one_and_clears_the_selection(page, server):
+    store = server.classset
+    store.clear()
+    for digit in (2, 5, 8):  # oldest first; the table lists the newest first
+        store.add(drawing(digit), digit, background="dark")
+    newest = store.list()[-1]
+    page.goto(server.url + "/classset")
+    page.get_by_text("Every drawing, newest first").click()
+    grid = page.get_by_test_id("stDataFrame").first
+    expect(grid).to_be_visible()
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    header, row = 35, 60  # px: Streamlit's header row, and the page's row height (a 56 px thumbnail + 4)
+    page.mouse.click(box["x"] + 15, box["y"] + header + row / 2)  # the first row's selection box
+    remove = page.get_by_role("button", name="Remove 1 selected")
+    expect(remove).to_be_enabled()
+    remove.click()
+    expect(page.get_by_text("2 drawings", exact=True)).to_be_visible()
+    assert [d.label for d in store.list()] == [2, 5] and newest.id not in {d.id for d in store.list()}
+    expect(page.get_by_role("button", name="Remove selected")).to_be_disabled()  # nothing left selected
+    expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
 def test_projector_mode_is_large_and_kept_across_pages(page, server):

@@ -211,3 +211,15 @@ def test_the_train_page_unlocks_after_a_run_that_ends_without_a_model(mirror_roo
     assert session(at).run.join(timeout=30) and session(at).run.result is None
     at.run()
     assert not at.button(key="train.start_button").disabled and not at.exception
+
+
+def test_a_model_picked_while_a_run_trains_is_not_replaced_when_the_run_ends(mirror_root):
+    at = start_small_mlp_run()
+    sess = session(at)
+    picked = state.bundled_checkpoint()
+    sess.use_checkpoint(picked, "uploaded")  # as the Models page does with an upload
+    assert sess.run.join(timeout=120)
+    at.run()
+    assert sess.current is picked and sess.current_source == "uploaded"
+    assert sess.saved_run_id  # the run itself is kept
+    assert any("picked during the run still answers" in c.value for c in at.caption)

@@ -87,7 +87,7 @@ def answer_panel() -> None:
     top = np.argsort(result.probabilities)[::-1][:3]
     st.caption("Top 3: " + " · ".join(f"{choice.info.classes[i]} {result.probabilities[i]:.1%}" for i in top))
     answer_layout(choice, result, result.preprocessed.image, "What the model saw (28×28)")
-    st.caption(f"Answered by **{widgets.md_escape(choice.name)}** · {choice.detail}")
+    st.caption(f"Answered by **{widgets.md_escape(choice.name)}** · {widgets.md_escape(choice.detail)}")
 
 
 def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:
@@ -118,9 +118,13 @@ with left:
     if png is not None and png != sess.stale_canvas:
         sess.stale_canvas = None
         sess.canvas_bytes = png
-        sess.last_drawing = canvas.image_data
-        if sess.flash and sess.flash[0] in ("added", "add-error"):
-            sess.flash = None  # a new stroke: the message about the last drawing has done its job
+        pixels = canvas.image_data
+        if pixels is not None and (np.asarray(pixels)[..., :3] > 64).any():
+            sess.last_drawing = pixels
+            if sess.flash and sess.flash[0] in ("added", "add-error"):
+                sess.flash = None  # a new stroke: the message about the last drawing has done its job
+        else:
+            sess.last_drawing = None  # the canvas emptied itself (after Clear or Add, or its own bin)
     class_set_ui()
 with right:
     answer_panel()

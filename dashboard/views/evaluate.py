@@ -41,7 +41,7 @@ with left:
     fig = go.Figure(go.Scatter(
         x=[classes[p] for p in pred_idx.ravel()], y=[classes[t] for t in true_idx.ravel()], mode="markers+text",
         text=[str(c) if c else "" for c in counts],
-        textfont=dict(size=12, color=["white" if c > counts.max() / 4 else charts.INK for c in counts]),
+        textfont=dict(size=18 if state.projector_on() else 12, color=["white" if c > counts.max() / 4 else charts.INK for c in counts]),
         marker=dict(symbol="square", size=34, color=np.log1p(counts), colorscale="Blues", line=dict(width=0)),
         customdata=np.stack([true_idx.ravel(), pred_idx.ravel(), counts], 1),
         hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} images<extra></extra>"))

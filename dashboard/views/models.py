@@ -7,6 +7,7 @@ from typing import Callable
 import streamlit as st
 
 from core import checkpoint, export
+from core import models as M
 from core.data import dataset_info
 from dashboard import state, widgets
 
@@ -34,7 +35,9 @@ def receive_upload() -> None:
         return
     sess.use_checkpoint(ckpt, "uploaded")
     name = widgets.md_escape(ckpt.name or ckpt.description)
-    sess._built[UPLOADED] = (upload.file_id, True, f"“{name}” now answers on the Draw page.")
+    when = ("answers on the Draw page once the run in progress ends (until then Draw uses the live weights); "
+            "it stays the current model after the run" if widgets.run_active() else "now answers on the Draw page")
+    sess._built[UPLOADED] = (upload.file_id, True, f"“{name}” {when}.")
 
 
 def deferred(ckpt: checkpoint.Checkpoint, kind: str, build: Callable) -> Callable[[], bytes]:
@@ -63,7 +66,7 @@ st.subheader("The current model")
 acc = ckpt.metrics.get("test_acc")
 a, b, c = st.columns(3)
 a.metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "unknown")
-b.metric("Parameters", f"{sum(t.numel() for t in ckpt.state_dict.values()):,}")
+b.metric("Parameters", f"{M.count_parameters(ckpt.model_config):,}")  # as the Train page counts them
 c.metric("Data set", info.torchvision_class)
 st.markdown(f"**{widgets.md_escape(ckpt.name or ckpt.description)}** ({sess.current_source}) · "
             f"{ckpt.description} · {info.title}")

@@ -186,6 +186,9 @@ def end_summary(view) -> None:
         (st.warning if end.reason == "stopped" else st.success)(text)
     if sess.current_source == "trained" and sess.run is not None and sess.current is sess.run.result:
         st.caption("This model now answers on the Draw page.")
+    elif sess.run is not None and sess.chosen_during == sess.run.ticket and sess.run.result is not None:
+        st.caption("The model picked during the run still answers on the Draw page; this run's model is kept "
+                   "on the Runs page.")
 
 
 @st.fragment(run_every=LIVE_REFRESH_S if running else None)
