@@ -255,11 +255,12 @@ def data_preview(cfg: TrainConfig) -> None:
         big = lambda x: np.kron(x, np.ones((3, 3), np.uint8))  # noqa: E731  28 -> 84 px, crisp pixels
         st.caption(f"16 of the {min(cfg.train_subset or len(split), len(split)):,} training images of {info.title}, "
                    "with their labels: what one batch of the tutorial's DataLoader holds.")
-        st.image([big(im.numpy()) for im in images], caption=[info.classes[y] for y in labels])
+        st.image([big(im.numpy()) for im in images], caption=[info.classes[y] for y in labels], width=66)
         if cfg.augment:
             warped = random_affine(images.unsqueeze(1).float(), Augment(), g).squeeze(1).clamp(0, 255)
             st.caption("The same images as augmentation shows them to the network (different every epoch):")
-            st.image([big(im.to(torch.uint8).numpy()) for im in warped], caption=[info.classes[y] for y in labels])
+            st.image([big(im.to(torch.uint8).numpy()) for im in warped], caption=[info.classes[y] for y in labels],
+                     width=66)
         if st.button("Another batch", icon=":material/shuffle:", key="train.preview_next"):
             sess._built["preview_batch"] = shown + 1
             st.rerun()
