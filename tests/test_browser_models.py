@@ -101,7 +101,7 @@ def same_weights(a: checkpoint.Checkpoint, b: checkpoint.Checkpoint) -> bool:
     return a.model_config == b.model_config and all(torch.equal(a.state_dict[k], v) for k, v in b.state_dict.items())
 
 
-def test_upload_a_checkpoint_and_refuse_everything_else(page, server, tmp_path):
+def test_upload_a_checkpoint_and_refuse_everything_else(page, server, tmp_path, images):
     cfg = M.MLPConfig(hidden=(24,))
     torch.manual_seed(4)
     mine = checkpoint.from_model(M.build_model(cfg), cfg, name=UPLOADED_NAME)
@@ -118,6 +118,9 @@ def test_upload_a_checkpoint_and_refuse_everything_else(page, server, tmp_path):
     back = download(page, "Checkpoint", "Download the checkpoint", tmp_path)
     assert back.name == "digitlab-class-4b-tiny-mlp.pt"
     assert same_weights(checkpoint.load(back), mine)
+    # the model now current in the app predicts as the original on real test images
+    np.testing.assert_array_equal(predict_proba(checkpoint.load(back).build(), images),
+                                  predict_proba(mine.build(), images))
 
     marker = tmp_path / "pwned"
     torch.save(Hostile(marker), tmp_path / "evil.pt")

@@ -23,15 +23,30 @@ drawings = store.list()
 
 def thumbnail(d: C.Drawing) -> np.ndarray:
     try:
-        img = Image.fromarray(store.image(d)).resize((THUMB, THUMB), Image.Resampling.BOX)
-    except (OSError, ValueError):  # removed from another tab a moment ago
+        return _thumbnail(str(d.path), d.id)
+    except (OSError, ValueError):  # removed from another tab a moment ago (a relabel renames the file)
         return np.zeros((THUMB, THUMB), np.uint8)
-    return np.asarray(img)
 
 
-def data_url(img: np.ndarray) -> str:
+def thumbnail_url(d: C.Drawing) -> str | None:
+    try:
+        return _data_url(str(d.path), d.id)
+    except (OSError, ValueError):
+        return None
+
+
+# Kept per drawing id: an id is a hash of the pixels, so its picture never changes. A missing file
+# raises, and Streamlit does not keep an exception, so a drawing added again shows again.
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def _thumbnail(path: str, drawing_id: str) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("L").resize((THUMB, THUMB), Image.Resampling.BOX))
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def _data_url(path: str, drawing_id: str) -> str:
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
+    Image.fromarray(_thumbnail(path, drawing_id)).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -111,7 +126,7 @@ else:
     with st.expander("Every drawing, newest first: fix a label or remove drawings"):
         listed = score.drawings if score is not None else drawings  # the predictions belong to score's list
         preds = score.predictions if score is not None else None
-        table = [{"drawing": data_url(thumbnail(d)), "label": d.label,
+        table = [{"drawing": thumbnail_url(d), "label": d.label,
                   "model says": (int(preds[i]) if preds is not None and preds[i] >= 0 else None), "id": d.id}
                  for i, d in reversed(list(enumerate(listed)))][:1000]
         # a new table after every change: a selection is kept by row number, which would then point elsewhere
