@@ -433,3 +433,14 @@ def test_the_module_runs_from_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"accuracy": 1.0, "n": 1, "right": 1, "per_class": [None] * 3 + [1.0] + [None] * 6,
                                       "mistakes": []}
+
+
+def test_a_class_adding_at_the_same_moment_loses_no_drawing(classset_folder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    drawings = [(canvas(d, seed=s), d) for d in range(10) for s in range(3)]  # 30 different drawings
+    with ThreadPoolExecutor(max_workers=8) as pool:  # eight students pressing Add together, twice each
+        list(pool.map(lambda item: ClassSet().add(*item), drawings + drawings))
+    stored = ClassSet().list()
+    assert len(stored) == 30 and sorted(d.label for d in stored) == sorted(d for _, d in drawings)
+    assert not [p for p in classset_folder.iterdir() if not p.name.endswith(".png")]  # no temporary files left
