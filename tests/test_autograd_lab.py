@@ -13,7 +13,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.autograd_lab import OUT_OPS, TUTORIAL, TUTORIAL_X, Y_OPS, Z_OPS, code, run
-from tests.apptest import APP
+from tests.apptest import app
 
 X = [[0.5, -1.0], [2.0, 0.25]]  # a negative entry for relu, no two entries alike
 COMBINATIONS = list(itertools.product(Y_OPS, Z_OPS, OUT_OPS, [True, False]))
@@ -144,12 +144,7 @@ def test_tutorial_code_is_reproduced():
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("views/tensors.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return app("views/tensors.py")
 
 
 def grad_shown(at: AppTest) -> list[str]:

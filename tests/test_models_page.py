@@ -15,18 +15,13 @@ from streamlit.testing.v1 import AppTest
 from core import checkpoint, export
 from core import models as M
 from dashboard import state
-from tests.apptest import APP
+from tests.apptest import app
 
 KINDS = ("checkpoint", "torchscript", "onnx")
 
 
 def models_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("views/models.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return app("views/models.py")
 
 
 def buttons(at: AppTest) -> dict:
