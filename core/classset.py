@@ -173,12 +173,13 @@ class ClassSet:
 
     # ------------------------------------------------------------------ writing
 
-    def _store(self, img: np.ndarray, label: int) -> tuple[Drawing, bool]:
+    def _store(self, img: np.ndarray, label: int, drawing_id: str | None = None) -> tuple[Drawing, bool]:
         """Write ``img`` unless it is there already; (drawing, whether it is new)."""
-        drawing_id = _pixel_id(img)
-        existing = self.find(drawing_id)
-        if existing is not None:
-            return existing, False
+        if drawing_id is None:
+            drawing_id = _pixel_id(img)
+            existing = self.find(drawing_id)
+            if existing is not None:
+                return existing, False
         path = self.root / f"{label}-{drawing_id}.png"
         checkpoint.atomic_write(path, _png(img))
         return Drawing(drawing_id, label, path), True
@@ -194,12 +195,13 @@ class ClassSet:
         why = _refusal(img)
         if why:
             raise ClassSetError(why)
-        existing = self.find(_pixel_id(img))
+        drawing_id = _pixel_id(img)
+        existing = self.find(drawing_id)
         if existing is not None:
             return existing if existing.label == label else self.relabel(existing.id, label)
         if len(self) >= MAX_ITEMS:
             raise ClassSetError(f"the class set is full ({MAX_ITEMS} drawings): remove some before adding more")
-        return self._store(img, label)[0]
+        return self._store(img, label, drawing_id)[0]
 
     def relabel(self, drawing_id: str, label: int) -> Drawing:
         label = _check_label(label)
@@ -217,16 +219,16 @@ class ClassSet:
 
     def remove(self, ids) -> int:
         """How many were removed; unknown ids are ignored."""
+        wanted = {ids} if isinstance(ids, str) else set(ids)
         removed = 0
-        for drawing_id in [ids] if isinstance(ids, str) else ids:
-            d = self.find(drawing_id)
-            if d is not None:
-                d.path.unlink(missing_ok=True)
+        for name in self._names():  # one listing, whatever the number of ids
+            if _NAME.match(name).group(2) in wanted:
+                (self.root / name).unlink(missing_ok=True)
                 removed += 1
         return removed
 
     def clear(self) -> int:
-        return self.remove([d.id for d in self.list()])
+        return self.remove({d.id for d in self.list()})
 
     # ------------------------------------------------------------------ zip
 

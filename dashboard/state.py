@@ -52,7 +52,6 @@ class AppSession:
     save_error: str | None = None
     train_config: object = None  # the settings the Train page shows now (a TrainConfig)
     lesson_run: tuple | None = None  # (lesson title, run label, TrainConfig) of the lesson last loaded
-    lesson_title: str | None = None  # the lesson picked on the Train page
     flash: tuple | None = None  # (kind, text): a message for the next run of a page, after a callback
     chosen_during: int | None = None  # ticket of the run that was training when a model was picked by hand
     _built: dict = field(default_factory=dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from core import lessons as L
-from core.models import CNNConfig, MLPConfig
+from core.models import CNNConfig, MLPConfig, describe
 from core.trainer import TrainConfig
 from dashboard import state
 
@@ -55,8 +55,6 @@ def widget_values(cfg: TrainConfig) -> dict:
 
 def summary(cfg: TrainConfig) -> str:
     """One line that says the whole run: what a teacher checks before pressing Start."""
-    from core.models import describe
-
     opt = _label(OPTIMIZER_LABELS, cfg.optimizer)
     if cfg.optimizer in ("sgd", "rmsprop") and cfg.momentum:
         opt += f" momentum {cfg.momentum:g}" + (" Nesterov" if cfg.nesterov else "")

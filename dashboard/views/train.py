@@ -108,26 +108,27 @@ def apply_lesson(lesson: L.Lesson, index: int) -> None:
     sess.lesson_run = (lesson.title, run.label, run.config)
 
 
-def lesson_ui() -> None:
+def lesson_ui() -> str | None:
+    """The lesson picker and its run buttons; the title of the lesson picked, if any."""
     path = L.lessons_file()
     try:
         found = {lesson.id: lesson for lesson in lessons(str(path), path.stat().st_mtime)}
     except (L.LessonError, OSError) as err:
         st.error(f"The lessons could not be read: {err}")
-        return
+        return None
     lid = st.selectbox("Lesson", [trainform.NO_LESSON, *found], key=trainform.LESSON_KEY, **keep(
         format_func=lambda i: found[i].title if i in found else "none: my own settings",
         help=f"Ready-made runs, each one click. Teachers add their own in {path.name}."))
     lesson = found.get(lid)
-    sess.lesson_title = lesson.title if lesson else None
     if lesson is None:
-        return
+        return None
     with st.container(border=True):
         st.markdown(lesson.watch)
         cols = st.columns(len(lesson.runs))
         for i, run in enumerate(lesson.runs):
             cols[i].button(run.label, key=f"lesson.run{i}", on_click=apply_lesson, args=(lesson, i), disabled=running,
                            width="stretch", help="Sets every setting below for this run; then press Start.")
+    return lesson.title
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -145,7 +146,7 @@ def share_ui(cfg: TrainConfig, lesson_title: str | None) -> None:
                    "computer's address (not localhost) before sharing, so that the link works for others.")
 
 
-def controls(cfg: TrainConfig) -> None:
+def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
     problem = None
     try:
         cfg.validate(cfg.train_subset or 60_000)
@@ -170,7 +171,7 @@ def controls(cfg: TrainConfig) -> None:
         st.rerun()
     if problem:
         st.error(problem)
-    share_ui(cfg, sess.lesson_title)
+    share_ui(cfg, lesson_title)
 
 
 def end_summary(view) -> None:
@@ -269,10 +270,10 @@ def data_preview(cfg: TrainConfig) -> None:
 st.title("Train a network")
 left, right = st.columns([1, 2], gap="large")
 with left:
-    lesson_ui()
+    lesson_title = lesson_ui()
     config = settings_ui()
     sess.train_config = config
-    controls(config)
+    controls(config, lesson_title)
 with right:
     live_panel()
     data_preview(config)
