@@ -184,6 +184,7 @@ class Prediction:
     confidence: float | None
     probabilities: np.ndarray | None
     preprocessed: Preprocessed
+    not_a_digit: bool = False  # the drawing is probably not a digit: show the best guess small, not as the answer
 
 
 def classify(model: nn.Module, pixels: np.ndarray, info: DatasetInfo = DATASETS["mnist"],
