@@ -54,9 +54,12 @@ def models() -> dict[str, tuple[str, object]]:
     """key -> (label, a function giving the checkpoint): the current model, the bundled one, each saved run."""
     found = {"current": (f"The current model: {sess.current.name or sess.current.description}", lambda: sess.current),
              "bundled": ("The bundled model", state.bundled_checkpoint)}
-    for r in RunStore().list():
+    runs = RunStore()
+    for r in runs.list():
         if (r.folder / "model.pt").is_file():
             found[f"run {r.id}"] = (f"Run: {r.name}", r.checkpoint)
+    if runs.skipped:  # a damaged run folder is left out of the list, never breaking it
+        st.caption(widgets.md_escape(runs.skipped_note()))
     return found
 
 

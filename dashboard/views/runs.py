@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.checkpoint import CheckpointError
-from core.runs import RunStore
+from core.runs import RunError, RunStore
 from dashboard import charts, state, widgets
 
 sess = state.session()
@@ -20,6 +20,8 @@ st.caption(f"Saved in `{store.root}`: one folder per run with `run.json`, `batch
            "`model.pt`, readable from a notebook with pandas.")
 if sess.save_error:
     st.error(sess.save_error)
+if store.skipped:  # a damaged folder is left out, never breaking the list
+    st.warning(widgets.md_escape(store.skipped_note()), icon=":material/folder_off:")
 if not records:
     st.info("No runs yet. Every run you finish or stop on the Train page is kept here.", icon=":material/history:")
     st.stop()
@@ -44,7 +46,11 @@ if chosen:
     loss, acc = go.Figure(), go.Figure()
     for rid in chosen:
         r = by_id[rid]
-        batches, epochs = r.batches(), r.epochs()
+        try:
+            batches, epochs = r.batches(), r.epochs()
+        except RunError as err:  # a damaged CSV: that run's curves are left out
+            st.warning(widgets.md_escape(f"{r.name}: {err}"))
+            batches, epochs = [], []
         if batches:
             loss.add_trace(go.Scatter(x=[b["step"] for b in batches], y=charts.smooth([b["loss"] for b in batches]),
                                       mode="lines", name=html.escape(r.name)))  # plotly renders some HTML
