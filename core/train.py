@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=int, help="train on the first N training samples only")
     p.add_argument("--save", metavar="PATH", help="write a checkpoint here when done")
     p.add_argument("--name", default="", help="a name stored in the checkpoint")
-    p.add_argument("--drawn-eval", action=argparse.BooleanOptionalAction, default=True,
-                   help="also score the drawn-digit set (MNIST models only)")
+    p.add_argument("--pen-eval", "--drawn-eval", dest="pen_eval", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score the pen-written digits drawn on the canvas (MNIST models only; 20 s the first time)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -145,11 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         "steps": end.steps,
         "samples_per_second": round(end.samples_per_s, 1),
     }
-    if args.drawn_eval and cfg.dataset == "mnist" and end.reason != "failed":
-        from core.drawn import drawn_accuracy
+    if args.pen_eval and cfg.dataset == "mnist" and end.reason != "failed":
+        from core import pendigits
 
-        metrics["drawn_acc"] = drawn_accuracy(trainer.model)
-        print(f"accuracy on the drawn-digit set: {metrics['drawn_acc']:.2%}", file=log)
+        try:
+            metrics.update(pendigits.pen_accuracy(trainer.model))
+            print(f"accuracy on the {pendigits.SET_NAME}: {metrics['pen_acc']:.2%} "
+                  f"(worst: {metrics['pen_worst']} {metrics['pen_worst_acc']:.2%})", file=log)
+        except pendigits.PenDigitsUnavailable as err:
+            print(f"no pen-written score: {err}", file=log)
     if args.save:
         ckpt = checkpoint.from_model(trainer.model, cfg.model, dataset=cfg.dataset, train_config=cfg.to_dict(),
                                      metrics=metrics, name=args.name)

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 import torch.nn as nn
 
-from core import checkpoint, paths
+from core import checkpoint, paths, pendigits
 from core.data import DatasetInfo, dataset_info
 from core.session import TrainingRun
 
@@ -103,9 +103,9 @@ class AppSession:
         ck = self.current
         acc = ck.metrics.get("test_acc")
         parts = [f"test accuracy {acc:.2%}" if isinstance(acc, (int, float)) else "test accuracy unknown"]
-        drawn_acc = ck.metrics.get("drawn_acc")
-        if isinstance(drawn_acc, (int, float)):
-            parts.append(f"drawn digits {drawn_acc:.1%}")
+        pen = pendigits.figure_text(ck.metrics)  # real writers' digits; never the synthetic stroke set's figure
+        if pen:
+            parts.append(pen)
         if ck.created:
             parts.append("trained " + ck.created.replace("T", " ").replace("+00:00", " UTC"))
         name = ck.name or ck.description

@@ -25,7 +25,7 @@ def test_train_cli_prints_json_metrics_last_and_saves_a_checkpoint(tmp_path, mir
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"test_acc", "train_seconds", "epochs", "samples_per_second"} <= set(metrics)
-    assert metrics["epochs"] == 2 and metrics["test_acc"] > 0.8 and 0 <= metrics["drawn_acc"] <= 1
+    assert metrics["epochs"] == 2 and metrics["test_acc"] > 0.8 and 0 <= metrics["pen_acc"] <= 1
     assert "epoch 2: train loss" in out.stderr
     ckpt = checkpoint.load(tmp_path / "m.pt")
     assert ckpt.metrics["test_acc"] == metrics["test_acc"]
