@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.files import FileRefused, read_regular, shown
 from core.models import CNNConfig, MLPConfig
 from core.trainer import TrainConfig
 
 LESSONS_FILE = Path(__file__).resolve().parent / "lessons.toml"
+MAX_FILE_BYTES = 1024 * 1024  # the bundled file is about 10 KB
+MAX_TEXT = 4000  # characters in a title, a label or a "watch" text
 
 # The choices the Train page offers (log-spaced where the effect is multiplicative).
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -58,48 +62,60 @@ def lessons_file() -> Path:
     return Path(os.environ.get("DIGITLAB_LESSONS") or LESSONS_FILE).expanduser()
 
 
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 2, 4, 4, 40, 40
+
+
+def _show(value) -> str:
+    """A value from the file for a message: short, one level or two deep, however deep it is nested."""
+    return _repr.repr(value)
+
+
 def _one_of(name: str, value, choices) -> None:
-    if isinstance(value, bool) or not any(value == c for c in choices):
+    whole = all(isinstance(c, int) for c in choices)  # a width of 128.0 is not a width: layers take ints
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int))
+            or not any(value == c for c in choices)):
         offered = ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in choices)
-        raise LessonError(f"{name} = {value!r} is not offered; choose one of {offered}")
+        hint = " (a whole number, written without a decimal point)" if whole and isinstance(value, float) else ""
+        raise LessonError(f"{name} = {_show(value)} is not offered; choose one of {offered}{hint}")
 
 
 def _flag(s: dict, name: str) -> bool:
     value = s.get(name, False)
     if not isinstance(value, bool):
-        raise LessonError(f"{name} = {value!r} must be true or false (without quotes)")
+        raise LessonError(f"{name} = {_show(value)} must be true or false (without quotes)")
     return value
 
 
 def _whole(s: dict, name: str, default: int, lo: int, hi: int) -> int:
     value = s.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise LessonError(f"{name} = {value!r} must be a whole number from {lo:,} to {hi:,}")
+        raise LessonError(f"{name} = {_show(value)} must be a whole number from {lo:,} to {hi:,}")
     return value
 
 
 def _number(s: dict, name: str, default: float, lo: float, hi: float, step: float | None = None) -> float:
     value = s.get(name, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi and math.isfinite(value)
     if ok and step is not None:
         ok = math.isclose(value / step, round(value / step), abs_tol=1e-6)
     if not ok:
         steps = f" in steps of {step:g}" if step else ""
-        raise LessonError(f"{name} = {value!r} must be a number from {lo:g} to {hi:g}{steps}")
+        raise LessonError(f"{name} = {_show(value)} must be a number from {lo:g} to {hi:g}{steps}")
     return round(float(value), 6)
 
 
 def _word(s: dict, name: str, default: str, choices) -> str:
     value = s.get(name, default)
-    if value not in choices:
-        raise LessonError(f"{name} = {value!r}: choose one of {', '.join(repr(c) for c in choices)}")
+    if not isinstance(value, str) or value not in choices:
+        raise LessonError(f"{name} = {_show(value)}: choose one of {', '.join(repr(c) for c in choices)}")
     return value
 
 
 def _widths(s: dict, name: str, default: tuple, choices, counts: range, what: str) -> tuple[int, ...]:
     value = s.get(name, list(default))
     if not isinstance(value, list) or len(value) not in counts:
-        raise LessonError(f"{name} = {value!r} must be a list of {counts.start} to {counts.stop - 1} {what}, "
+        raise LessonError(f"{name} = {_show(value)} must be a list of {counts.start} to {counts.stop - 1} {what}, "
                           f"e.g. {list(default)}")
     for v in value:
         _one_of(f"a width in {name}", v, choices)
@@ -116,7 +132,8 @@ def config_from_settings(settings: dict) -> TrainConfig:
         raise LessonError("settings must be a table, e.g. settings = { model = \"mlp\", lr = 0.01 }")
     unknown = set(settings) - SETTINGS
     if unknown:
-        raise LessonError(f"unknown setting(s) {', '.join(sorted(unknown))}; the settings are {', '.join(sorted(SETTINGS))}")
+        raise LessonError(f"unknown setting(s) {shown(', '.join(sorted(unknown)), 100)}; "
+                          f"the settings are {', '.join(sorted(SETTINGS))}")
     s = settings
     kind = _word(s, "model", "cnn", ("cnn", "mlp"))
     dropout = _number(s, "dropout", 0.0, 0.0, MAX_DROPOUT, 0.05)
@@ -160,39 +177,88 @@ def config_from_settings(settings: dict) -> TrainConfig:
     return cfg
 
 
+def _text(raw: dict, key: str, default: str | None = None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str):
+        raise LessonError(f"{key} = {_show(value)} must be text in quotes")
+    if len(value) > MAX_TEXT:
+        raise LessonError(f"{key} is {len(value):,} characters long; at most {MAX_TEXT:,}")
+    return value
+
+
+def _tables(value, name: str, example: str) -> list[dict]:
+    """An array of tables (``[[name]]``); anything else is a mistake worth naming."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise LessonError(f"{name} = {_show(value)} must be written as [[{name}]] tables, e.g. {example}")
+    return value
+
+
+def _lesson(raw: dict, file: str, number: int) -> tuple[str, Lesson]:
+    """The ``number``-th [[lesson]] table -> (where it is, for messages; the lesson)."""
+    where = f"{file}, lesson {number}"
+    for key in ("id", "title"):
+        if key not in raw:
+            raise LessonError(f"{where}: missing {key!r}")
+    try:
+        lid = _text(raw, "id")
+    except LessonError as err:
+        raise LessonError(f"{where}: {err}") from None
+    where = f"{file}, lesson {_show(lid)}"
+    try:
+        title, watch = _text(raw, "title"), _text(raw, "watch", "")
+        runs = []
+        for j, run in enumerate(_tables(raw.get("run", []), "lesson.run", '[[lesson.run]] label = "…"'), 1):
+            if "label" not in run:
+                raise LessonError(f"run {j}: missing 'label'")
+            try:
+                label = _text(run, "label")
+            except LessonError as err:
+                raise LessonError(f"run {j}: {err}") from None
+            try:
+                runs.append(LessonRun(label, config_from_settings(run.get("settings", {}))))
+            except LessonError as err:
+                raise LessonError(f"run {_show(label)}: {err}") from None
+        if not runs:
+            raise LessonError("a lesson needs at least one [[lesson.run]]")
+    except LessonError as err:
+        raise LessonError(f"{where}: {err}") from None
+    return where, Lesson(lid, title, watch.strip(), tuple(runs))
+
+
 def load_lessons(path: str | Path | None = None) -> list[Lesson]:
+    """Every lesson of the file; LessonError naming the lesson, the run and the mistake otherwise."""
     path = Path(path) if path is not None else lessons_file()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise LessonError(f"cannot read the lessons file {path}: {err.strerror}") from None
+        text = read_regular(path, MAX_FILE_BYTES, "the lessons file").decode("utf-8")
+    except FileRefused as err:
+        raise LessonError(str(err)) from None
+    except UnicodeDecodeError as err:
+        line = err.object.count(b"\n", 0, err.start) + 1
+        raise LessonError(f"the lessons file {path} is not UTF-8 text (line {line}): save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise LessonError(f"the lessons file {path} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise LessonError(f"the lessons file {path} nests arrays or tables too deeply to be lessons") from None
     lessons, seen = [], set()
-    for i, raw in enumerate(data.get("lesson", []), 1):
-        where = f"{path.name}, lesson {i}"
+    try:
+        raw_lessons = _tables(data.get("lesson", []), "lesson", '[[lesson]] id = "…"')
+    except LessonError as err:
+        raise LessonError(f"{path.name}: {err}") from None
+    for i, raw in enumerate(raw_lessons, 1):
         try:
-            lid, title = str(raw["id"]), str(raw["title"])
-            where = f"{path.name}, lesson {lid!r}"
-            if lid in seen:
-                raise LessonError("this id is used twice")
-            seen.add(lid)
-            runs = []
-            for run in raw.get("run", []):
-                label = str(run["label"])
-                try:
-                    runs.append(LessonRun(label, config_from_settings(run.get("settings", {}))))
-                except LessonError as err:
-                    raise LessonError(f"run {label!r}: {err}") from None
-            if not runs:
-                raise LessonError("a lesson needs at least one [[lesson.run]]")
-            lessons.append(Lesson(lid, title, str(raw.get("watch", "")).strip(), tuple(runs)))
-        except KeyError as err:
-            raise LessonError(f"{where}: missing {err.args[0]!r}") from None
-        except LessonError as err:
-            raise LessonError(f"{where}: {err}") from None
-        except (TypeError, ValueError, AttributeError) as err:  # e.g. a lesson that is not a table
-            raise LessonError(f"{where}: {err}") from None
+            where, lesson = _lesson(raw, path.name, i)
+        except LessonError:
+            raise
+        except RecursionError:  # a value nested deeper than any message can show
+            raise LessonError(f"{path.name}, lesson {i}: a value is nested too deeply") from None
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as err:  # a mistake no check above names
+            raise LessonError(f"{path.name}, lesson {i}: {shown(err, 200)}") from None
+        if lesson.id in seen:
+            raise LessonError(f"{where}: this id is used twice")
+        seen.add(lesson.id)
+        lessons.append(lesson)
     if not lessons:
         raise LessonError(f"the lessons file {path} has no [[lesson]]")
     return lessons
@@ -213,16 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lessons = load_lessons(args.file)
     except LessonError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shown(err, 2000)}", file=sys.stderr)
         return 2
-    if args.run is None:
+    if args.run is None:  # what the file says is shown escaped: a title cannot drive the terminal
         for lesson in lessons:
-            print(f"{lesson.id}\t{lesson.title}\t" + " | ".join(r.label for r in lesson.runs))
+            print("\t".join(shown(t, 200) for t in (lesson.id, lesson.title, " | ".join(r.label for r in lesson.runs))))
         print(f"{len(lessons)} lessons, all valid", file=sys.stderr)
         return 0
     unknown = set(args.run) - {lesson.id for lesson in lessons}
     if unknown:
-        print(f"error: no lesson {', '.join(sorted(unknown))}", file=sys.stderr)
+        print(f"error: no lesson {shown(', '.join(sorted(unknown)), 400)}", file=sys.stderr)
         return 2
     for lesson in lessons:
         if args.run and lesson.id not in args.run:
@@ -238,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                     end = ev
             train = f"train {last_epoch.train_acc:.2%}" if last_epoch else "train -"
             test = f"test {end.test_acc:.2%}" if end.test_acc is not None else "test -"
-            print(f"{lesson.id}\t{run.label}\t{end.reason}\t{train}\t{test}\t{time.perf_counter() - start:.1f} s",
-                  flush=True)
+            print(f"{shown(lesson.id, 60)}\t{shown(run.label, 100)}\t{end.reason}\t{train}\t{test}\t"
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
     return 0
 
 

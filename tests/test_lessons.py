@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -14,6 +18,7 @@ from dashboard import state, trainform
 from tests.apptest import app
 
 LESSONS = L.load_lessons()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def train_page(query: dict | None = None) -> AppTest:
@@ -161,3 +166,77 @@ def test_the_share_link_leaves_out_what_is_already_the_default():
     assert trainform.share_link(None, TrainConfig()) == "http://localhost:8501/train"
     assert trainform.share_link("http://h:1/train", TrainConfig(lr=0.1)) == "http://h:1/train?train.lr=0.1"
     assert trainform.link_params(TrainConfig(optimizer="rmsprop", momentum=0.0)) == {"train.optimizer": "RMSprop"}
+
+
+# ---------------------------------------------------------------------- hostile and malformed lessons files
+
+ONE_RUN = '[[lesson]]\nid = "fast"\ntitle = "Fast"\n[[lesson.run]]\nlabel = "Go"\n'
+
+
+@pytest.mark.parametrize("text, says", [
+    (ONE_RUN + "settings = { fc = 128.0 }\n", "lesson 'fast': run 'Go': fc = 128.0 is not offered"),
+    (ONE_RUN + "settings = { batch_size = 64.0 }\n", "run 'Go': batch_size = 64.0 is not offered"),
+    (ONE_RUN + 'settings = { model = "mlp", hidden = [128.0] }\n', "run 'Go': a width in hidden = 128.0"),
+    (ONE_RUN + "settings = { epochs = 3.0 }\n", "run 'Go': epochs = 3.0 must be a whole number"),
+    ("lesson = 5\n", "lessons.toml: lesson = 5 must be written as [[lesson]] tables"),
+    ('lesson = "mlp"\n', "lesson = 'mlp' must be written as [[lesson]] tables"),
+    ("lesson = [1, 2]\n", "lesson = [1, 2] must be written as [[lesson]] tables"),
+    ('lesson = { id = "a", title = "A" }\n', "must be written as [[lesson]] tables"),
+    ('[[lesson]]\nid = "a"\ntitle = "A"\nrun = { label = "x" }\n', "lesson 'a': lesson.run = {'label': 'x'} must be"),
+    ('[[lesson]]\nid = "a"\ntitle = "A"\nrun = [5]\n', "lesson 'a': lesson.run = [5] must be"),
+    ('[[lesson]]\nid = "a"\ntitle = "A"\n[[lesson.run]]\nsettings = {}\n', "lesson 'a': run 1: missing 'label'"),
+    ('[[lesson]]\nid = "a"\ntitle = "A"\n[[lesson.run]]\nlabel = { x = 1 }\n', "lesson 'a': run 1: label = {'x': 1} must be text"),
+    ('[[lesson]]\nid = ["a"]\ntitle = "A"\n', "lesson 1: id = ['a'] must be text"),
+    ('[[lesson]]\nid = "a"\ntitle = 7\n', "lesson 'a': title = 7 must be text"),
+    ('[[lesson]]\nid = "a"\ntitle = "A"\nwatch = [1]\n', "lesson 'a': watch = [1] must be text"),
+    (ONE_RUN + "settings = [1]\n", "run 'Go': settings must be a table"),
+    (ONE_RUN + "settings = { lr = { a = { b = { c = { d = 1 } } } } }\n", "run 'Go': lr = {'a': {'b': {...}}} is not offered"),
+    (ONE_RUN + "settings = { model = " + "[" * 300 + "]" * 300 + " }\n", "run 'Go': model = [[[...]]]: choose one of"),
+    (ONE_RUN + "settings = { epochs = " + "{a=" * 300 + "1" + "}" * 300 + " }\n", "epochs = {'a': {'a': {...}}} must be"),
+    ("a = " + "[" * 100_000 + "]" * 100_000 + "\n", "nests arrays or tables too deeply"),
+    ("a = " + "{b=" * 50_000 + "1" + "}" * 50_000 + "\n", "nests arrays or tables too deeply"),
+    (ONE_RUN + "settings = { seed = " + "9" * 400 + " }\n", "run 'Go': seed = "),
+    (ONE_RUN + "settings = { target = " + "9" * 400 + " }\n", "run 'Go': target = "),
+    ('[[lesson]]\nid = "fast"\ntitle = "T"\n[[lesson.run]]\nlabel = "a"\n[[lesson]]\nid = "fast"\ntitle = "T"\n'
+     '[[lesson.run]]\nlabel = "b"\n', "lesson 'fast': this id is used twice"),
+])
+def test_each_mistake_in_a_lessons_file_is_named_with_its_lesson_and_run(tmp_path, text, says):
+    bad = tmp_path / "lessons.toml"
+    bad.write_text(text)
+    with pytest.raises(L.LessonError) as err:
+        L.load_lessons(bad)
+    assert says in str(err.value)
+    assert len(str(err.value)) < 600  # a short message, however large the value
+    assert bad.read_text() == text
+
+
+def test_a_lessons_file_that_is_not_utf8_too_large_or_not_a_file_is_refused(tmp_path):
+    bad = tmp_path / "lessons.toml"
+    bad.write_bytes(ONE_RUN.encode() + b'# caf\xe9\n')
+    with pytest.raises(L.LessonError, match=r"not UTF-8 text \(line 6\)"):
+        L.load_lessons(bad)
+    bad.write_bytes(ONE_RUN.encode() + b"#" * (L.MAX_FILE_BYTES + 1))
+    with pytest.raises(L.LessonError, match="at most 1.0 MB is read"):
+        L.load_lessons(bad)
+    with pytest.raises(L.LessonError, match="not a regular file"):
+        L.load_lessons("/dev/zero")
+    with pytest.raises(L.LessonError, match="not a regular file"):
+        L.load_lessons(tmp_path)
+    os.mkfifo(tmp_path / "pipe.toml")  # opening it for reading would block: it must be refused, not waited on
+    with pytest.raises(L.LessonError, match="not a regular file"):
+        L.load_lessons(tmp_path / "pipe.toml")
+
+
+def test_the_lessons_cli_prints_titles_and_labels_escaped(tmp_path):
+    own = tmp_path / "ours.toml"
+    own.write_text('[[lesson]]\nid = "x\\u001b]0;owned\\u0007"\ntitle = "T\\u001b[2J"\n'
+                   '[[lesson.run]]\nlabel = "L\\r\\u009b31m"\nsettings = { lr = 0.5 }\n')
+    done = subprocess.run([sys.executable, "-m", "core.lessons", "--file", str(own)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and "lr = 0.5 is not offered" in done.stderr
+    assert "\x1b" not in done.stderr and "\\x1b]0;owned\\x07" in done.stderr
+    own.write_text(own.read_text().replace("lr = 0.5", "lr = 0.1"))
+    done = subprocess.run([sys.executable, "-m", "core.lessons", "--file", str(own)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "x\\x1b]0;owned\\x07\tT\\x1b[2J\tL\\r\\x9b31m\n"
