@@ -170,7 +170,10 @@ def load_bytes(data: bytes, source: str = "the file") -> Checkpoint:
     except Exception as err:  # torch reports a damaged archive with many exception types
         raise CheckpointError(f"{source} is not a readable PyTorch file (it may be corrupt or truncated): "
                               f"{type(err).__name__}: {_one_line(err, 200)}") from None
-    return _from_blob(blob, source)
+    try:
+        return _from_blob(blob, source)
+    except RecursionError:  # the inspection caps nesting; kept as a second line
+        raise CheckpointError(f"{source} was refused: its data nests too deeply") from None
 
 
 def _from_blob(blob, source: str) -> Checkpoint:
@@ -390,15 +393,15 @@ def _inspect_pickle(pkl: bytes, record_sizes: dict[str, int]) -> None:
             elif name in ("EMPTY_DICT", "EMPTY_LIST"):
                 stack.append(_Node(_DICT if name == "EMPTY_DICT" else _LIST, items=[]))
             elif name == "EMPTY_TUPLE":
-                stack.append(_Node(_TUPLE, items=[]))
+                stack.append(_tuple([]))
             elif name == "TUPLE":
-                stack.append(_Node(_TUPLE, items=_pop_mark(stack, marks)))
+                stack.append(_tuple(_pop_mark(stack, marks)))
             elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
                 n = int(name[-1])
                 _need(stack, marks, n)
                 items = stack[-n:]
                 del stack[-n:]
-                stack.append(_Node(_TUPLE, items=items))
+                stack.append(_tuple(items))
             elif name in ("SETITEM", "SETITEMS", "APPEND", "APPENDS"):
                 if name == "SETITEM":
                     _need(stack, marks, 3)
@@ -480,11 +483,17 @@ def _pop_mark(stack: list, marks: list) -> list:
     return items
 
 
+def _tuple(items: list) -> _Node:
+    """A tuple; its value says whether it holds only strings, numbers and classes (so it may be shared)."""
+    return _Node(_TUPLE, all(i.kind in (_ATOM, _STR, _GLOBAL) for i in items), items)
+
+
 def _shareable(node: _Node) -> bool:
-    """Strings, numbers, classes and tuples of them can appear twice; they cannot grow or hold themselves."""
-    if node.kind in (_ATOM, _STR, _GLOBAL):
-        return True
-    return node.kind == _TUPLE and all(i.kind in (_ATOM, _STR, _GLOBAL) for i in node.items)
+    """Strings, numbers, classes and tuples of them can appear twice; they cannot grow or hold themselves.
+
+    Shared values are counted each time they appear (``_check_tree``), so sharing cannot multiply work.
+    """
+    return node.kind in (_ATOM, _STR, _GLOBAL) or (node.kind == _TUPLE and node.value is True)
 
 
 def _ints(node: _Node) -> list[int] | None:
