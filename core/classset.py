@@ -7,8 +7,12 @@ one PNG per drawing:
     classset/7-3f2a9c0d1e4b5a6f.png    8-bit grey, white ink on black, as drawn (not 28x28)
 
 The label is in the file name and the id is a hash of the image's pixels, so the folder needs
-no index that could go stale, the same drawing is never stored twice, and many people can add
-at once (each file is written atomically). A set travels as one zip: ``images/<id>.png`` plus
+no index that could go stale and the same drawing is never stored twice. Many people, in many
+processes, can add at once: each file is written to a temporary name first, and the short step
+that checks the folder (is this drawing there already, under which label? is the set full?) and
+renames the file into place holds an exclusive lock on the folder (``flock``), so a drawing is
+stored under exactly one label and the set never grows past ``MAX_ITEMS``. Reading (listing,
+scoring, exporting) takes no lock. A set travels as one zip: ``images/<id>.png`` plus
 ``labels.csv`` (``file,label``). File names inside a zip are never used as paths on disk.
 
 Command line: ``python -m core.classset {score,export,import,list} [--folder DIR]``.
@@ -17,17 +21,27 @@ Command line: ``python -m core.classset {score,export,import,list} [--folder DIR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
+import inspect
 import io
 import json
 import math
 import os
 import re
 import sys
+import tempfile
+import threading
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: one process at a time there, guarded by a thread lock
+    fcntl = None
 
 import numpy as np
 import torch
@@ -35,6 +49,7 @@ from PIL import Image
 
 from core import checkpoint, paths
 from core.data import DATASETS, DatasetInfo
+from core.files import shown
 from core.images import MAX_FILE_BYTES, ImageError, load_image_bytes
 from core.inference import predict_proba, preprocess, to_ink
 
@@ -43,6 +58,11 @@ MAX_ZIP_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024  # all members together, as their headers declare
 MAX_SIDE = 1000  # a larger image (a photo, a scan) is stored scaled down to fit STORED_SIDE
 STORED_SIDE = 560
+# An imported image is decoded only within these budgets: an exported drawing is at most MAX_SIDE
+# a side (1 MP), and a full set of canvases (280 x 280) is about 400 MP in all.
+IMPORT_MAX_PIXELS = 2_000_000  # one image, about 1400 x 1400
+IMPORT_TOTAL_PIXELS = 500_000_000  # all the distinct images one zip lists
+IMPORT_BATCH = 32  # drawings stored per turn of the lock
 _MB = 1024 * 1024
 SCORE_BATCH = 1000  # drawings per forward pass: bounded memory whatever the model's width
 EMPTY_MESSAGE = "the class set is empty: add drawings on the Draw page or import a zip"
@@ -50,6 +70,10 @@ NOT_A_ZIP = "not a zip file: a class set is exported as a .zip of PNG images and
 
 _NAME = re.compile(r"^([0-9])-([0-9a-f]{16})\.png$")
 _ID = re.compile(r"^[0-9a-f]{16}$")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_THREAD_LOCK = threading.Lock()  # only where fcntl is missing
+_DECODER_TAKES_LIMIT = "max_pixels" in inspect.signature(load_image_bytes).parameters
 
 
 class ClassSetError(ValueError):
@@ -113,6 +137,30 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _full_message() -> str:
+    return f"the class set is full ({MAX_ITEMS} drawings): remove some before adding more"
+
+
+def _too_large(w: int | None, h: int | None) -> str:
+    size = f"{w} x {h} pixels" if w else "too large"
+    return (f"{size}; an imported image is at most {IMPORT_MAX_PIXELS:,} pixels (a drawing exported from here "
+            f"is at most {MAX_SIDE} x {MAX_SIDE})")
+
+
+def _member_size(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int] | None:
+    """Width and height from the image's header, read without decoding its pixels; None if unreadable
+    (the full decode then says why). A decompression bomb too big even to open is (0, 0)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with zf.open(info) as fh, Image.open(fh) as img:  # reads the header, not the pixels
+                return img.size
+    except Image.DecompressionBombError:
+        return (0, 0)
+    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile):
+        return None
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """Read at most its declared size (already checked): a header that lies cannot blow memory."""
     with zf.open(info) as fh:
@@ -173,22 +221,54 @@ class ClassSet:
 
     # ------------------------------------------------------------------ writing
 
-    def _store(self, img: np.ndarray, label: int, drawing_id: str | None = None) -> tuple[Drawing, bool]:
-        """Write ``img`` unless it is there already; (drawing, whether it is new)."""
-        if drawing_id is None:
-            drawing_id = _pixel_id(img)
-            existing = self.find(drawing_id)
-            if existing is not None:
-                return existing, False
-        path = self.root / f"{label}-{drawing_id}.png"
-        checkpoint.atomic_write(path, _png(img))
-        return Drawing(drawing_id, label, path), True
+    @contextlib.contextmanager
+    def _locked(self):
+        """Exclusive, across processes and threads, for the check-then-rename steps; never held while
+        decoding or writing image data. The lock is on the folder itself: no lock file to leave behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            with _THREAD_LOCK:
+                yield
+            return
+        fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # each open() is its own lock holder, so threads exclude too
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _stage(self, png: bytes) -> str:
+        """Write ``png`` to a temporary file in the folder, synced; its path. Done before taking the lock."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".new-", suffix=".png.tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a drawing should look like any other file
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(png)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _sync_folder(self) -> None:
+        """Make the renames durable."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
 
     def add(self, pixels: np.ndarray, label: int, background: str = "auto") -> Drawing:
         """Store a canvas as a drawing of ``label``.
 
         The same drawing added again returns the stored one; with another label it is relabelled
-        (the author picked the wrong digit, then the right one).
+        (the author picked the wrong digit, then the right one). Two people adding the same drawing
+        at once store it once, under the label of whoever came last.
         """
         label = _check_label(label)
         img = _ink_image(pixels, background)
@@ -197,35 +277,90 @@ class ClassSet:
             raise ClassSetError(why)
         drawing_id = _pixel_id(img)
         existing = self.find(drawing_id)
-        if existing is not None:
-            return existing if existing.label == label else self.relabel(existing.id, label)
-        if len(self) >= MAX_ITEMS:
-            raise ClassSetError(f"the class set is full ({MAX_ITEMS} drawings): remove some before adding more")
-        return self._store(img, label, drawing_id)[0]
+        if existing is not None and existing.label == label:
+            return existing  # nothing to change, no need to wait for the lock
+        tmp = None if existing is not None else self._stage(_png(img))
+        try:
+            with self._locked():
+                existing = self.find(drawing_id)
+                if existing is not None:
+                    return existing if existing.label == label else self._move(existing, label)
+                if len(self) >= MAX_ITEMS:
+                    raise ClassSetError(_full_message())
+                if tmp is None:  # it was there a moment ago and has been removed meanwhile
+                    tmp = self._stage(_png(img))
+                path = self.root / f"{label}-{drawing_id}.png"
+                os.replace(tmp, path)
+                tmp = None
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+        self._sync_folder()
+        return Drawing(drawing_id, label, path)
 
-    def relabel(self, drawing_id: str, label: int) -> Drawing:
-        label = _check_label(label)
-        d = self.find(drawing_id)
-        if d is None:
-            raise ClassSetError(f"no drawing {drawing_id!r} in the class set: it may have been removed")
-        if d.label == label:
-            return d
+    def _move(self, d: Drawing, label: int) -> Drawing:
+        """Give a stored drawing another label; the caller holds the lock."""
         path = self.root / f"{label}-{d.id}.png"
         try:
             os.replace(d.path, path)  # keeps its time, so it keeps its place in the list
         except FileNotFoundError:
-            raise ClassSetError(f"no drawing {drawing_id!r} in the class set: it may have been removed") from None
+            raise ClassSetError(f"no drawing {d.id!r} in the class set: it may have been removed") from None
         return Drawing(d.id, label, path)
+
+    def relabel(self, drawing_id: str, label: int) -> Drawing:
+        label = _check_label(label)
+        if self.find(drawing_id) is None:
+            raise ClassSetError(f"no drawing {shown(drawing_id, 40)!r} in the class set: it may have been removed")
+        with self._locked():
+            d = self.find(drawing_id)
+            if d is None:
+                raise ClassSetError(f"no drawing {drawing_id!r} in the class set: it may have been removed")
+            return d if d.label == label else self._move(d, label)
 
     def remove(self, ids) -> int:
         """How many were removed; unknown ids are ignored."""
         wanted = {ids} if isinstance(ids, str) else set(ids)
+        if not any(_NAME.match(n).group(2) in wanted for n in self._names()):
+            return 0
         removed = 0
-        for name in self._names():  # one listing, whatever the number of ids
-            if _NAME.match(name).group(2) in wanted:
-                (self.root / name).unlink(missing_ok=True)
-                removed += 1
+        with self._locked():  # a drawing being relabelled meanwhile is removed under its new name
+            for name in self._names():  # one listing, whatever the number of ids
+                if _NAME.match(name).group(2) in wanted:
+                    try:
+                        (self.root / name).unlink()
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
         return removed
+
+    def _store_batch(self, items: list[tuple[str, int, str | None]]) -> list[str]:
+        """Store staged drawings ``(id, label, temporary file or None)`` in order, under one turn of the lock.
+
+        For each: "new", "duplicate" (there already, under whatever label it has) or "full". A None
+        file means the drawing was seen before: in the folder, or earlier in the same zip.
+        """
+        outcomes = []
+        try:
+            with self._locked():
+                names = self._names()
+                have = {n[2:18] for n in names}
+                count = len(names)
+                for drawing_id, label, tmp in items:
+                    if drawing_id in have or (tmp is None and count < MAX_ITEMS):
+                        outcomes.append("duplicate")  # (None: it was there a moment ago, or listed twice)
+                    elif count >= MAX_ITEMS:
+                        outcomes.append("full")
+                    else:
+                        os.replace(tmp, self.root / f"{label}-{drawing_id}.png")
+                        have.add(drawing_id)
+                        count += 1
+                        outcomes.append("new")
+        finally:
+            for (_, _, tmp), outcome in zip(items, outcomes + [None] * len(items)):
+                if tmp is not None and outcome != "new":
+                    Path(tmp).unlink(missing_ok=True)  # staged but not renamed into place
+        self._sync_folder()
+        return outcomes
 
     def clear(self) -> int:
         return self.remove({d.id for d in self.list()})
@@ -268,7 +403,7 @@ class ClassSet:
         with zf:
             for info in infos:
                 if info.file_size > MAX_FILE_BYTES:
-                    raise ClassSetError(f"{info.filename} would unpack to {info.file_size / _MB:.0f} MB; a file in a "
+                    raise ClassSetError(f"{shown(info.filename, 120)} would unpack to {info.file_size / _MB:.0f} MB; a file in a "
                                         f"class set zip is at most {MAX_FILE_BYTES / _MB:.0f} MB")
             if sum(i.file_size for i in infos) > MAX_UNZIPPED_BYTES:
                 raise ClassSetError(f"the zip would unpack to more than {MAX_UNZIPPED_BYTES / _MB:.0f} MB; "
@@ -281,16 +416,107 @@ class ClassSet:
             csv_name = min(csv_names, key=lambda n: (n.count("/"), n))
             base = csv_name[: -len("labels.csv")]  # a zipped folder keeps its files beside labels.csv
             rows = self._read_labels(zf, members[csv_name])
-            room = MAX_ITEMS - len(self)
+            room = MAX_ITEMS - len(self)  # a first answer; the lock decides when drawings are stored
             if len(rows) > room:
                 raise ClassSetError(f"labels.csv lists {len(rows)} drawings but only {room} more fit (a class set "
                                     f"holds at most {MAX_ITEMS}): remove drawings or import a smaller zip")
-            report = ImportReport(0, 0, [])
-            for line, (name, label_text) in rows:
-                why = self._import_row(zf, members, base + name, label_text, report)
-                if why:
-                    report.skipped.append(f"{name or f'labels.csv line {line}'}: {why}")
+            return self._import_rows(zf, members, base, rows)
+
+    def _import_rows(self, zf, members, base: str, rows) -> ImportReport:
+        """Each distinct image is read once, within the pixel budgets; drawings are stored in batches."""
+        report = ImportReport(0, 0, [])
+        skipped: list[tuple[int, str]] = []  # (row, line): put back in row order at the end
+        known: dict[str, str | tuple[str, int]] = {}  # member -> why it was refused, or (id, label first seen)
+        refused_ids: dict[str, str] = {}  # drawing id -> why it was not stored ("full")
+        sizes: dict[str, tuple[int, int] | None] = {}
+        total = 0
+        for _, (name, label_text) in rows:  # headers only, to refuse a zip too big to read before reading it
+            info = members.get(base + name)
+            if info is None or base + name in sizes or not re.fullmatch(r"[0-9]", label_text):
+                continue
+            size = sizes[base + name] = _member_size(zf, info)
+            if size is not None and 0 < size[0] * size[1] <= IMPORT_MAX_PIXELS:
+                total += size[0] * size[1]
+        if total > IMPORT_TOTAL_PIXELS:
+            raise ClassSetError(f"the zip's images add up to {total / 1e6:,.0f} million pixels; one import reads at "
+                                f"most {IMPORT_TOTAL_PIXELS / 1e6:,.0f} million: split it into smaller zips")
+        batch: list[tuple[int, str, str, int, str | None]] = []  # (row, shown name, id, label, staged file)
+
+        def flush():
+            for (row, shown_name, drawing_id, _, _), outcome in zip(batch, self._store_batch(
+                    [(drawing_id, label, tmp) for _, _, drawing_id, label, tmp in batch])):
+                if outcome == "new":
+                    report.added += 1
+                elif outcome == "duplicate":
+                    report.duplicates += 1
+                else:
+                    why = refused_ids.setdefault(drawing_id, _full_message())
+                    skipped.append((row, f"{shown_name}: {why}"))
+            batch.clear()
+
+        try:
+            for row, (line, (name, label_text)) in enumerate(rows):
+                shown_name = shown(name or f"labels.csv line {line}", 120)
+                if not re.fullmatch(r"[0-9]", label_text):
+                    skipped.append((row, f"{shown_name}: label {label_text[:40]!r} is not a digit 0-9 "
+                                         "(each row is file,label)"))
+                    continue
+                member = base + name
+                if member not in known:
+                    known[member] = self._read_row_image(zf, members, member, sizes.get(member))
+                result = known[member]
+                if isinstance(result, str):
+                    skipped.append((row, f"{shown_name}: {result}"))
+                    continue
+                drawing_id, img = result
+                if img is not None:
+                    known[member] = (drawing_id, None)  # the pixels are not kept: the id is enough from now on
+                # a member listed again, or a drawing the set has: nothing to write
+                tmp = None if img is None or self.find(drawing_id) is not None else self._stage(_png(img))
+                batch.append((row, shown_name, drawing_id, int(label_text), tmp))
+                if len(batch) >= IMPORT_BATCH:
+                    flush()
+            flush()
+        finally:
+            for _, _, _, _, tmp in batch:  # an error part way: no staged file left behind
+                if tmp is not None:
+                    Path(tmp).unlink(missing_ok=True)
+        report.skipped = [line for _, line in sorted(skipped)]
         return report
+
+    @staticmethod
+    def _read_row_image(zf, members, member: str, size) -> str | tuple[str, np.ndarray]:
+        """(id, pixels to store) for a zip member, or why it cannot be imported."""
+        info = members.get(member)
+        if info is None:
+            return "not in the zip"
+        if size is not None and not 0 < size[0] * size[1] <= IMPORT_MAX_PIXELS:
+            return _too_large(*size) if size[0] else _too_large(None, None)
+        try:
+            data = _read_member(zf, info)
+            if _DECODER_TAKES_LIMIT:
+                pixels = load_image_bytes(data, shown(member, 120), max_pixels=IMPORT_MAX_PIXELS)
+            else:
+                pixels = load_image_bytes(data, shown(member, 120))
+        except ImageError as err:
+            return str(err)
+        except (ClassSetError, zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
+                NotImplementedError) as err:
+            return f"cannot be read from the zip (damaged or unsupported): {shown(err, 120)}"
+        if pixels.shape[0] * pixels.shape[1] > IMPORT_MAX_PIXELS:  # a header that did not tell the truth
+            return _too_large(pixels.shape[1], pixels.shape[0])
+        if (pixels.ndim == 2 and pixels.dtype == np.uint8 and max(pixels.shape) <= MAX_SIDE
+                and _pixel_id(pixels) == Path(member).stem):
+            img = pixels  # exactly as exported: keep it, whatever its border looks like
+        else:
+            try:
+                img = _ink_image(pixels, "auto")
+            except ClassSetError as err:
+                return str(err)
+        why = _refusal(img)
+        if why:
+            return f"nothing to score: {why}"
+        return _pixel_id(img), img
 
     @staticmethod
     def _read_labels(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[tuple[int, tuple[str, str]]]:
@@ -316,35 +542,6 @@ class ClassSet:
                 continue  # the header: "file,label" or any first column name
             rows.append((line, (cells[0], cells[1] if len(cells) == 2 else "")))
         return rows
-
-    def _import_row(self, zf, members, name: str, label_text: str, report: ImportReport) -> str:
-        """Import one row into ``report``; the reason it was refused, or ""."""
-        if not re.fullmatch(r"[0-9]", label_text):
-            return f"label {label_text!r} is not a digit 0-9 (each row is file,label)"
-        info = members.get(name)
-        if info is None:
-            return "not in the zip"
-        try:
-            pixels = load_image_bytes(_read_member(zf, info))
-        except ImageError as err:
-            return str(err)
-        except (ClassSetError, zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
-                NotImplementedError) as err:
-            return f"cannot be read from the zip (damaged or unsupported): {err}"
-        if (pixels.ndim == 2 and pixels.dtype == np.uint8 and max(pixels.shape) <= MAX_SIDE
-                and _pixel_id(pixels) == Path(name).stem):
-            img = pixels  # exactly as exported: keep it, whatever its border looks like
-        else:
-            img = _ink_image(pixels, "auto")
-        why = _refusal(img)
-        if why:
-            return f"nothing to score: {why}"
-        _, new = self._store(img, int(label_text))
-        if new:
-            report.added += 1
-        else:
-            report.duplicates += 1
-        return ""
 
 
 # ---------------------------------------------------------------------- scoring
@@ -406,7 +603,7 @@ def _score_cli(args) -> int:
     try:
         ckpt = checkpoint.load(args.checkpoint)
     except checkpoint.CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shown(err, 1000)}", file=sys.stderr)
         return 2
     if ckpt.dataset != "mnist":
         print(f"error: {args.checkpoint} was trained on {DATASETS[ckpt.dataset].title}; the class set holds "
@@ -443,14 +640,14 @@ def _import_cli(args) -> int:
                                 f"{MAX_ZIP_BYTES / _MB:.0f} MB")
         report = ClassSet(args.folder).import_zip(path.read_bytes())
     except OSError as err:
-        print(f"error: cannot read {path}: {err.strerror}", file=sys.stderr)
+        print(f"error: cannot read {shown(path)}: {err.strerror}", file=sys.stderr)
         return 2
     except ClassSetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shown(err, 1000)}", file=sys.stderr)
         return 2
     print(f"added {report.added}, already there {report.duplicates}, skipped {len(report.skipped)}")
-    for line in report.skipped:
-        print(f"skipped {line}")
+    for line in report.skipped:  # names come from the zip's labels.csv: escaped, so they cannot drive the terminal
+        print(f"skipped {shown(line, 400)}")
     return 1 if report.added == 0 and report.skipped else 0
 
 

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -200,13 +201,17 @@ def test_a_spreadsheets_trailing_empty_column_is_ignored():
     assert (report.added, report.skipped) == (1, [])
 
 
-def test_a_huge_image_named_by_its_own_hash_is_still_scaled_down():
-    big = np.kron(canvas(1)[..., 0], np.ones((12, 12), np.uint8))  # 3360 px a side, exported-looking
-    name = f"images/{classset._pixel_id(big)}.png"
-    data = make_zip({"labels.csv": f"file,label\n{name},1\n".encode(), name: png_bytes(big)})
+def test_a_large_image_named_by_its_own_hash_is_still_scaled_down_and_a_huge_one_refused():
+    large = np.kron(canvas(1)[..., 0], np.ones((5, 5), np.uint8))  # 1400 px a side, exported-looking
+    huge = np.kron(canvas(2)[..., 0], np.ones((12, 12), np.uint8))  # 3360 px a side: no drawing is that big
+    names = [f"images/{classset._pixel_id(img)}.png" for img in (large, huge)]
+    data = make_zip({"labels.csv": f"file,label\n{names[0]},1\n{names[1]},2\n".encode(),
+                     names[0]: png_bytes(large), names[1]: png_bytes(huge)})
     cs = ClassSet()
-    assert cs.import_zip(data).added == 1
-    assert max(cs.image(cs.list()[0]).shape) <= classset.STORED_SIDE
+    report = cs.import_zip(data)
+    assert report.added == 1 and max(cs.image(cs.list()[0]).shape) <= classset.STORED_SIDE
+    assert report.skipped == [f"{names[1]}: 3360 x 3360 pixels; an imported image is at most 2,000,000 pixels "
+                              "(a drawing exported from here is at most 1000 x 1000)"]
 
 
 @pytest.mark.parametrize("data, message", [
@@ -444,3 +449,113 @@ def test_a_class_adding_at_the_same_moment_loses_no_drawing(classset_folder):
     stored = ClassSet().list()
     assert len(stored) == 30 and sorted(d.label for d in stored) == sorted(d for _, d in drawings)
     assert not [p for p in classset_folder.iterdir() if not p.name.endswith(".png")]  # no temporary files left
+
+
+# ---------------------------------------------------------------------- the cost of an import
+
+def png_of_size(width: int, height: int, rgba: bool = False) -> bytes:
+    """A valid black PNG of any size, built a row at a time: a few hundred KB for 25 megapixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = bytes(1 + width * (4 if rgba else 1))  # filter byte 0, then the pixels
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 6 if rgba else 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def stored(folder: Path) -> dict:
+    """Each file of the class set with its bytes and time: to show that a refused import changed nothing."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+IMPORT_COST = r'''
+import json, resource, sys, time
+from pathlib import Path
+from core.classset import ClassSet
+data = Path(sys.argv[2]).read_bytes()
+cs = ClassSet(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+report = cs.import_zip(data)
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "extra_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
+                  "added": report.added, "duplicates": report.duplicates, "skipped": report.skipped}))
+'''
+
+
+@pytest.mark.parametrize("rgba, times", [(True, 1), (False, 40)], ids=["rgba-25-megapixels", "grey-25-megapixels-x40"])
+def test_a_zip_of_huge_images_costs_little_time_and_memory_and_stores_nothing(tmp_path, classset_folder, rgba, times):
+    kept = ClassSet().add(canvas(8), 8)
+    before = stored(classset_folder)
+    good = png_bytes(canvas(6)[..., 0])
+    rows = "file,label\n" + "huge.png,3\n" * times + "good.png,6\n"
+    path = tmp_path / "huge.zip"
+    path.write_bytes(make_zip({"labels.csv": rows.encode(), "huge.png": png_of_size(5000, 5000, rgba),
+                               "good.png": good}, zipfile.ZIP_DEFLATED))
+    assert path.stat().st_size < 200_000
+    done = subprocess.run([sys.executable, "-c", IMPORT_COST, str(classset_folder), str(path)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    # before: 22 s and 560 MB for forty grey rows, 850 MB for one RGBA row; the header alone refuses it now
+    assert out["seconds"] < 5 and out["extra_mb"] < 150, out
+    assert out["added"] == 1 and len(out["skipped"]) == times
+    assert all(line == "huge.png: 5000 x 5000 pixels; an imported image is at most 2,000,000 pixels (a drawing "
+               "exported from here is at most 1000 x 1000)" for line in out["skipped"])
+    after = stored(classset_folder)
+    assert {name: after[name] for name in before} == before and len(after) == len(before) + 1
+    assert kept in ClassSet().list()
+
+
+def test_each_distinct_image_of_a_zip_is_decoded_once(monkeypatch):
+    decoded = []
+
+    def counting(data, *args, **kwargs):
+        decoded.append(len(data))
+        return load(data, *args, **kwargs)
+
+    load = classset.load_image_bytes
+    monkeypatch.setattr(classset, "load_image_bytes", counting)
+    square = png_bytes(255 - np.asarray(Image.fromarray(canvas(7)[..., 0]).resize((700, 700))))
+    rows = "file,label\n" + "square.png,7\n" * 3 + "square.png,1\n" + "other.png,2\n" * 5 + "notes.png,4\n" * 4
+    data = make_zip({"labels.csv": rows.encode(), "square.png": square, "other.png": png_bytes(canvas(2)[..., 0]),
+                     "notes.png": b"not an image"})
+    report = ClassSet().import_zip(data)
+    assert len(decoded) == 3  # one per distinct member, however often it is listed
+    assert (report.added, report.duplicates) == (2, 7)
+    assert len(report.skipped) == 4 and all("not an image that can be read" in s for s in report.skipped)
+    assert sorted(d.label for d in ClassSet().list()) == [2, 7]  # the first row's label is kept
+
+
+def test_a_zip_whose_images_add_up_to_too_many_pixels_is_refused_before_decoding(monkeypatch, classset_folder):
+    kept = ClassSet().add(canvas(8), 8)
+    before = stored(classset_folder)
+    monkeypatch.setattr(classset, "IMPORT_TOTAL_PIXELS", 3_000_000)
+    monkeypatch.setattr(classset, "load_image_bytes", lambda *a, **k: pytest.fail("decoded"))
+    members = {f"{i}.png": png_bytes(np.full((1400, 1000 + i), i, np.uint8)) for i in range(3)}
+    rows = "file,label\n" + "".join(f"{name},1\n" for name in members) + "0.png,1\n" * 10
+    with pytest.raises(ClassSetError, match="add up to 4 million pixels; one import reads at most 3 million"):
+        ClassSet().import_zip(make_zip({"labels.csv": rows.encode(), **members}))
+    assert stored(classset_folder) == before and ClassSet().list() == [kept]
+
+
+def test_the_import_cli_prints_names_from_the_zip_escaped(tmp_path, capsys):
+    hostile = ["\x1b]0;owned\x07.png", "\x1b[2J\x1b[H.png", "a\rb\u009b31m.png"]
+    buf = io.StringIO()
+    csv.writer(buf).writerows([["file", "label"], *([name, 3] for name in hostile), ["ok.png", "\x1b[5m"]])
+    rows = buf.getvalue()
+    path = tmp_path / "hostile.zip"
+    path.write_bytes(make_zip({"labels.csv": rows.encode(), hostile[0]: b"text", "ok.png": b"x"}))
+    assert classset.main(["import", str(path), "--folder", str(tmp_path / "set")]) == 1
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\x1b\x07\r\u009b")
+    assert "skipped \\x1b]0;owned\\x07.png: " in out and "skipped \\x1b[2J\\x1b[H.png: not in the zip" in out
+    assert "skipped a\\rb\\x9b31m.png: not in the zip" in out and "label '\\x1b[5m' is not a digit" in out
+
+    big = "\x1b[31mbig.png"
+    path.write_bytes(claim_size(make_zip({"labels.csv": b"file,label\n", big: b"x"}), big, 50_000_000))
+    assert classset.main(["import", str(path), "--folder", str(tmp_path / "set")]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[31mbig.png would unpack to 48 MB" in err
