@@ -49,7 +49,7 @@ from PIL import Image
 
 from core import checkpoint, paths
 from core.data import DATASETS, DatasetInfo
-from core.files import shown
+from core.files import FileRefused, read_regular, shown
 from core.images import MAX_FILE_BYTES, ImageError, load_image_bytes
 from core.inference import predict_proba, preprocess, to_ink
 
@@ -214,9 +214,14 @@ class ClassSet:
                 return self._drawing(f"{label}-{drawing_id}.png")
         return None
 
+    def _bytes(self, d: Drawing) -> bytes:
+        """A stored file's bytes; FileRefused for anything but a regular file in the folder (a link to
+        ``/dev/zero`` or a pipe named like a drawing is refused, never read)."""
+        return read_regular(d.path, MAX_FILE_BYTES, "drawing", inside=self.root)
+
     def image(self, d: Drawing) -> np.ndarray:
-        """uint8 [H, W], white ink on black."""
-        with Image.open(d.path) as img:
+        """uint8 [H, W], white ink on black; FileRefused (a ValueError) or OSError if it cannot be read."""
+        with Image.open(io.BytesIO(self._bytes(d))) as img:
             return np.asarray(img.convert("L"))
 
     # ------------------------------------------------------------------ writing
@@ -372,12 +377,16 @@ class ClassSet:
         buf, rows = io.BytesIO(), io.StringIO()
         writer = csv.writer(rows, lineterminator="\n")
         writer.writerow(["file", "label"])
+        written = set()
         with zipfile.ZipFile(buf, "w") as zf:
             for d in self.list():
-                try:
-                    png = d.path.read_bytes()
-                except FileNotFoundError:  # removed by someone else meanwhile
+                if d.id in written:  # one name per drawing, even in a folder that holds one under two labels
                     continue
+                try:
+                    png = self._bytes(d)
+                except FileRefused:  # removed by someone else meanwhile, or not a file
+                    continue
+                written.add(d.id)
                 zf.writestr(zipfile.ZipInfo(d.member, (1980, 1, 1, 0, 0, 0)), png)
                 writer.writerow([d.member, d.label])
             info = zipfile.ZipInfo("labels.csv", (1980, 1, 1, 0, 0, 0))

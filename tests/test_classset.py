@@ -559,3 +559,36 @@ def test_the_import_cli_prints_names_from_the_zip_escaped(tmp_path, capsys):
     assert classset.main(["import", str(path), "--folder", str(tmp_path / "set")]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b[31mbig.png would unpack to 48 MB" in err
+
+
+PLANTED = r'''
+import json, sys, zipfile, io
+from core import checkpoint, classset, paths
+cs = classset.ClassSet(sys.argv[1])
+result = classset.score(checkpoint.load(paths.BUNDLED_MODEL).build(), cs)
+with zipfile.ZipFile(io.BytesIO(cs.export_zip())) as zf:
+    names = zf.namelist()
+print(json.dumps({"scored": {d.id: int(p) for d, p in zip(result.drawings, result.predictions)}, "exported": names}))
+'''
+
+
+def test_files_planted_in_the_folder_are_never_read_and_a_drawing_under_two_labels_exports_once(tmp_path,
+                                                                                               classset_folder):
+    cs = ClassSet()
+    good = cs.add(canvas(6), 6)
+    os.symlink("/dev/zero", classset_folder / "3-00000000000000aa.png")  # never ends
+    os.mkfifo(classset_folder / "4-00000000000000bb.png")  # opening it would block
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png_bytes(canvas(5)[..., 0]))
+    os.symlink(outside, classset_folder / "5-00000000000000cc.png")
+    twice = cs.add(canvas(2), 2)  # as a folder written before adding took a lock might hold it
+    (classset_folder / f"7-{twice.id}.png").write_bytes(twice.path.read_bytes())
+    before = {p.name for p in classset_folder.iterdir()}
+    done = subprocess.run([sys.executable, "-c", PLANTED, str(classset_folder)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["scored"][good.id] == 6 and out["scored"][twice.id] == 2
+    assert all(out["scored"][i] == -1 for i in ("00000000000000aa", "00000000000000bb", "00000000000000cc"))
+    assert sorted(out["exported"]) == sorted([good.member, twice.member, "labels.csv"])
+    assert {p.name for p in classset_folder.iterdir()} == before and outside.read_bytes() == png_bytes(canvas(5)[..., 0])
