@@ -300,6 +300,14 @@ def code_in_metrics() -> bytes:
     return checkpoint(payload(metrics=Raw(glob("os", "system") + text("true") + TUPLE1 + REDUCE)))
 
 
+def million_zip_entries(count: int = 1_500_000) -> bytes:
+    """A 70 MB zip directory of 1.5 million one-letter entries: a zip reader builds an object for each."""
+    entry = struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"a"
+    directory = entry * count
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(directory), 4, 0)
+    return b"PK\x03\x04" + directory + end
+
+
 def two_entries_of_one_name() -> bytes:
     """A second data.pkl appended to the archive: two readers could see two different pickles."""
     pkl, records = pickled(payload())
@@ -336,6 +344,7 @@ FILES = {
     "1e9-element view of one value": view_of_a_billion_over_one_value,
     "code in metrics": code_in_metrics,
     "two data.pkl entries": two_entries_of_one_name,
+    "1.5 million zip entries": million_zip_entries,
     "lists 40 deep in settings": too_deep,
     "99,000 numbers (within every cap)": within_every_cap,
     "valid (control)": valid,

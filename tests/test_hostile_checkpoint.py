@@ -44,6 +44,7 @@ REFUSED = {
     "1e9-element view of one value": r"refused: a tensor in it is not stored contiguously",
     "code in metrics": r"refused: it asks for os\.system",
     "two data.pkl entries": r"refused: its archive names the same entry twice",
+    "1.5 million zip entries": r"refused: its archive lists about 1,500,000 entries; a checkpoint has at most 1,000",
     "lists 40 deep in settings": r"refused: its payload nests more than 32 levels deep",
 }
 LOADED = ["99,000 numbers (within every cap)", "valid (control)"]
@@ -160,6 +161,7 @@ def _archive_with(pkl: bytes) -> bytes:
 @pytest.mark.parametrize("pkl, message", [
     (b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00}\x94.", r"protocol 4; torch\.save writes protocol 2"),
     (b"\x80\x02(cos\nsystem\nX\x04\x00\x00\x00trueo.", r"asks for os\.system"),
+    (b"}.", r"does not start as torch\.save starts one"),
     (b"\x80\x02(X\x01\x00\x00\x00ai__main__\nEvil\n.", r"INST instruction"),
     (b"\x80\x02X\x02\x00\x00\x00osX\x06\x00\x00\x00system\x93.", r"STACK_GLOBAL instruction"),
     (b"\x80\x02]q\x00}h\x00s.", r"uses a container as a dict key|puts the same list"),
@@ -201,7 +203,7 @@ def test_an_archive_whose_readers_could_disagree_is_refused():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("name", 5, r"name is a int, not text"),
+    ("name", 5, r"name is an int, not text"),
     ("created", ["2026"], r"date is a list, not text"),
     ("dataset", ["mnist"], r"unknown data set \['mnist'\]"),
 ])
