@@ -315,7 +315,7 @@ class ClassSet:
     def relabel(self, drawing_id: str, label: int) -> Drawing:
         label = _check_label(label)
         if self.find(drawing_id) is None:
-            raise ClassSetError(f"no drawing {shown(drawing_id, 40)!r} in the class set: it may have been removed")
+            raise ClassSetError(f"no drawing {str(drawing_id)[:40]!r} in the class set: it may have been removed")
         with self._locked():
             d = self.find(drawing_id)
             if d is None:
