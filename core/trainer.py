@@ -108,7 +108,7 @@ class BatchEvent:
     epoch: int  # 1-based
     loss: float  # mean over the batches since the last BatchEvent
     lr: float
-    samples_per_s: float
+    samples_per_s: float  # samples trained so far / training seconds so far (pauses and test passes excluded)
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class EpochEvent:
     train_acc: float
     test_loss: float
     test_acc: float
-    seconds: float  # this epoch, evaluation included
+    seconds: float  # this epoch, evaluation included, pauses excluded
     elapsed: float  # since the run started, pauses excluded
 
 
@@ -128,9 +128,9 @@ class EndEvent:
     message: str
     epochs: int  # completed epochs
     steps: int
-    train_seconds: float
-    samples_per_s: float
-    test_acc: float | None
+    train_seconds: float  # since the run started, test passes included, pauses excluded
+    samples_per_s: float  # samples trained / (train_seconds - test passes): the same as BatchEvent's
+    test_acc: float | None  # of the weights the run keeps (after a stop mid-epoch: those, not the last epoch's)
     test_loss: float | None
 
 
@@ -332,6 +332,11 @@ class Trainer:
         def elapsed() -> float:
             return time.perf_counter() - t_start - paused_s
 
+        def rate() -> float:
+            """The one samples/s of a run: what tiles, summaries and tables all show."""
+            training_s = elapsed() - eval_s
+            return trained / training_s if training_s > 0 else 0.0
+
         def test() -> tuple[float, float]:
             nonlocal eval_s, evaluated_at
             t0 = time.perf_counter()
@@ -344,12 +349,9 @@ class Trainer:
             nonlocal test_loss, test_acc
             if reason == "stopped" and step > evaluated_at:  # the metrics must describe the weights kept
                 test_loss, test_acc = test()
-            secs = elapsed()
-            training_s = secs - eval_s  # samples/s of training itself, not of the test-set passes
-            ev = EndEvent(reason, message, epoch_done, step, secs, trained / training_s if training_s > 0 else 0.0,
-                          test_acc, test_loss)
+            ev = EndEvent(reason, message, epoch_done, step, elapsed(), rate(), test_acc, test_loss)
             self.metrics = {"reason": reason, "test_acc": test_acc, "test_loss": test_loss, "epochs": epoch_done,
-                            "steps": step, "train_seconds": secs, "samples_per_second": ev.samples_per_s}
+                            "steps": step, "train_seconds": ev.train_seconds, "samples_per_second": ev.samples_per_s}
             self.history.append(ev)
             self._publish(step, epoch_done)
             model.eval()
@@ -358,19 +360,17 @@ class Trainer:
         model.train()
         try:
             for epoch in range(1, cfg.epochs + 1):
-                t_epoch = time.perf_counter()
+                t_epoch, paused_before = time.perf_counter(), paused_s
                 loss_sum = torch.zeros((), device=dev)  # kept on the device: no sync per batch
                 correct = torch.zeros((), dtype=torch.long, device=dev)
                 window = torch.zeros((), device=dev)
-                window_n, window_t, seen = 0, time.perf_counter(), 0
+                window_n, seen = 0, 0
                 for x, y in sampler:
                     if self.control.stopped:
                         break
                     if self.control.paused:
                         self._publish(step, epoch_done)
-                        waited = self.control.wait_while_paused()
-                        paused_s += waited
-                        window_t += waited
+                        paused_s += self.control.wait_while_paused()
                         if self.control.stopped:
                             break
                     logits = model(x)
@@ -393,16 +393,14 @@ class Trainer:
                         mean_loss = (window if log_every > 1 else detached).item() / window_n
                         if not math.isfinite(mean_loss):
                             raise _Diverged(mean_loss)
-                        now = time.perf_counter()
-                        yield BatchEvent(step, epoch, mean_loss, optimizer.param_groups[0]["lr"],
-                                         window_n * cfg.batch_size / max(now - window_t, 1e-9))
+                        yield BatchEvent(step, epoch, mean_loss, optimizer.param_groups[0]["lr"], rate())
                         if log_every > 1:
                             window.zero_()
-                        window_n, window_t = 0, time.perf_counter()
-                        if window_t - last_publish >= self.snapshot_every_s:
+                        window_n, now = 0, time.perf_counter()
+                        if now - last_publish >= self.snapshot_every_s:
                             if not self._publish(step, epoch - 1):
                                 raise _Diverged(float("nan"))
-                            last_publish = window_t
+                            last_publish = now
                 if self.control.stopped:
                     reason, message = "stopped", f"stopped by request after {step} steps"
                     break
@@ -415,7 +413,7 @@ class Trainer:
                 if not math.isfinite(train_loss) or not math.isfinite(test_loss):
                     raise _Diverged(train_loss)
                 ev = EpochEvent(epoch, train_loss, correct.item() / max(seen, 1), test_loss, test_acc,
-                                time.perf_counter() - t_epoch, elapsed())
+                                time.perf_counter() - t_epoch - (paused_s - paused_before), elapsed())
                 self.history.append(ev)
                 self._publish(step, epoch)
                 last_publish = time.perf_counter()

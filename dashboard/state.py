@@ -23,6 +23,9 @@ PROJECTOR = "projector"  # the projector-mode toggle (in the sidebar of every pa
 TRAIN_PREFIX = "train."  # the Train page's widgets (persisted across pages and mirrored in the URL)
 
 
+UNHEALTHY = ("diverged", "failed")  # runs whose model never answers unless a person picks it
+
+
 @dataclass
 class ModelChoice:
     """A model the Draw page can predict with, and how to describe it."""
@@ -59,17 +62,25 @@ class AppSession:
     def adopt_finished_run(self) -> bool:
         """The first time a run is seen to have ended: its model (if any) becomes the current one.
 
-        True then, so the page redraws whole: buttons unlock, the sidebar names the new model.
+        A run that diverged or failed is never adopted: its weights are kept on the Runs page, and
+        only a person's click there makes them answer. True when the run is first seen ended, so
+        the page redraws whole: buttons unlock, the sidebar names the new model.
         """
         run = self.run
         if run is None or not run.done or self._built.get("adopted") == run.ticket:
             return False
         self._built["adopted"] = run.ticket
-        if run.result is not None and self.chosen_during != run.ticket:  # a model picked meanwhile stays
+        end = run.view(since_batch=10**12).end
+        healthy = end is not None and end.reason not in UNHEALTHY
+        if run.result is not None and healthy and self.chosen_during != run.ticket:  # a model picked meanwhile stays
             self.current, self.current_source = run.result, "trained"
             self._built.pop("current", None)
         self.saved_run_id, self.save_error = run.saved_id, run.save_error
         return True
+
+    def use_bundled(self) -> None:
+        """Back to the model that came with Digit Lab."""
+        self.use_checkpoint(bundled_checkpoint(), "bundled")
 
     def use_checkpoint(self, ckpt: checkpoint.Checkpoint, source: str) -> None:
         self.current, self.current_source = ckpt, source
