@@ -102,5 +102,7 @@ def test_a_decompression_bomb_is_refused_before_decoding():
 def test_oversized_files_are_refused_by_size(tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG" + b"\0" * (11 * 1024 * 1024))
-    with pytest.raises(ImageError, match="at most 10 MB"):
+    with pytest.raises(ImageError, match=r"at most 10\.5 MB"):
         load_image(big)
+    with pytest.raises(ImageError, match=r"at most 10\.5 MB"):
+        load_image_bytes(big.read_bytes())
