@@ -7,9 +7,10 @@ allowed, with caps on the pickle's size, nesting, item count and strings, and ev
 must be a contiguous view that fits in its own record of the archive. So a file can neither
 run code nor make the loader allocate more than about its own size, and every way a file can
 be wrong ends as one ``CheckpointError`` that says why. The pickle is then loaded with
-``torch.load(weights_only=True)`` as a second line of defence. ``load`` reads only regular files
-(``core.files.read_regular``), so a FIFO or ``/dev/zero`` is refused before a byte is read. Writes go to a temporary file
-that is renamed over the target: a crash mid-write leaves the previous file intact.
+``torch.load(weights_only=True)`` as a second line of defence. ``load`` reads only regular
+files (``core.files.read_regular``), so a FIFO or ``/dev/zero`` is refused before a byte is
+read. Writes go to a temporary file that is renamed over the target: a crash mid-write leaves
+the previous file intact.
 """
 
 from __future__ import annotations
