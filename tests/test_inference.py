@@ -113,3 +113,34 @@ def test_to_ink_handles_grey_and_16_bit_arrays():
     assert np.allclose(to_ink(grey.astype(np.uint16) * 257), to_ink(grey), atol=1e-3)
     with pytest.raises(ValueError):
         to_ink(np.zeros((3, 3, 3, 3)))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("background", ["auto", "dark", "light"])
+def test_8_bit_images_read_as_the_same_values_given_as_floats(channels, background):
+    """8-bit pixels go through a lookup table; floats through the arithmetic it was built from."""
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 256, (40, 50, channels), dtype=np.uint8)
+    if channels in (2, 4):
+        pixels[..., -1] |= 0x80  # mostly opaque: compositing over the background
+    for p in (pixels, pixels.max(axis=2, keepdims=True) // 255 * 255):  # any colours; black and white
+        np.testing.assert_allclose(to_ink(p, background), to_ink(p.astype(np.float32) / 255, background), atol=2e-6)
+    if channels in (2, 4):  # strokes on a transparent background: the ink is the paint's opacity
+        pixels[..., -1] = 0
+        pixels[10:30, 20:25, -1] = 200
+        np.testing.assert_allclose(to_ink(pixels), pixels[..., -1] / 255, atol=1e-6)
+    binary = (pixels > 127).astype(np.uint8)  # 0s and 1s are already in [0, 1], as for floats
+    np.testing.assert_allclose(to_ink(binary, background), to_ink(binary.astype(np.float32), background), atol=2e-6)
+
+
+@pytest.mark.parametrize("side, k", [(7, 1), (30, 4), (25, 12), (40, 30), (64, 15)])
+def test_the_fast_erosion_is_the_minimum_over_a_square(side, k):
+    """A row then a column pass, a few steps whatever k: the (2k+1)^2 minimum, the image's outside not counted."""
+    from core.inference import _min_filter
+
+    img = np.random.default_rng(side).random((side, side + 5), dtype=np.float32)
+    expected = np.empty_like(img)
+    for y in range(img.shape[0]):
+        for x in range(img.shape[1]):
+            expected[y, x] = img[max(0, y - k):y + k + 1, max(0, x - k):x + k + 1].min()
+    np.testing.assert_array_equal(_min_filter(_min_filter(img, k, 1), k, 0), expected)
