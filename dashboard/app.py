@@ -16,7 +16,7 @@ import streamlit as st  # noqa: E402
 
 from dashboard import state, widgets  # noqa: E402
 
-st.set_page_config(page_title="Digit Lab", page_icon=":material/draw:", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="Digit Lab", page_icon=":material/draw:", layout="wide", initial_sidebar_state=240)  # px, open from 768 px wide up
 
 sess = state.session()
 sess.adopt_finished_run()
@@ -30,6 +30,7 @@ pages = [
     st.Page("views/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
     st.Page("views/models.py", title="Models", icon=":material/download:", url_path="models"),
     st.Page("views/tensors.py", title="Tensors", icon=":material/function:", url_path="tensors"),
+    st.Page("views/glossary.py", title="Glossary", icon=":material/menu_book:", url_path="glossary"),
 ]
 page = st.navigation(pages, position="top")
 
@@ -37,5 +38,6 @@ with st.sidebar:
     st.markdown("## :material/draw: Digit Lab")
     widgets.sidebar()
     widgets.projector()
+widgets.page_css()  # after the toggle: a link with ?projector=true is read by then
 
 page.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import plotly.graph_objects as go
@@ -17,17 +18,28 @@ MAX_POINTS = 1500  # more points than this add nothing visible and slow the brow
 
 
 def finish(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) -> go.Figure:
+    """Title top left, legend (if any) on its own line under it: they never overlap. Every text is set
+    explicitly, dark and large, so that no theme greys it out or shrinks it on a projector."""
     big = state.projector_on()
+    ink = "#000" if big else INK
+    size = 22 if big else 15
+    text = dict(size=size, color=ink)
+    legend = sum(1 for t in fig.data if t.showlegend is not False and t.name) > 1
+    top = (48 if big else 40) + ((40 if big else 30) if legend else 0)
     fig.update_layout(
-        title=dict(text=title, font=dict(size=30 if big else 20)), height=int(height * 1.25) if big else height,
-        margin=dict(l=10, r=10, t=60 if big else 50, b=10), font=dict(size=22 if big else 15, color="#000" if big else INK),
-        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+        title=dict(text=title, font=dict(size=30 if big else 20, color=ink), x=0, xanchor="left", xref="paper",
+                   y=1, yanchor="top", yref="container", pad=dict(t=6)),
+        height=int(height * 1.25) if big else height, margin=dict(l=10, r=10, t=top, b=10), font=text,
+        legend=dict(orientation="h", x=0, xanchor="left", y=1, yanchor="bottom", font=text),
         xaxis_title=x_title, yaxis_title=y_title, uirevision="keep",  # keep zoom while the data grows
+        hoverlabel=dict(font_size=size),
     )
+    fig.update_xaxes(tickfont=text, title_font=text)
+    fig.update_yaxes(tickfont=text, title_font=text)
     if big:  # thick lines and strong grid lines that survive a washed-out projector
         fig.for_each_trace(lambda t: t.update(line_width=(t.line.width or 2) * 2) if t.type == "scatter" else None)
-        fig.update_xaxes(gridcolor="#9ca3af", linecolor="#000", linewidth=2)
-        fig.update_yaxes(gridcolor="#9ca3af", linecolor="#000", linewidth=2)
+        fig.update_xaxes(gridcolor="#6b7280", linecolor="#000", linewidth=2)
+        fig.update_yaxes(gridcolor="#6b7280", linecolor="#000", linewidth=2)
     return fig
 
 
@@ -56,10 +68,19 @@ def loss_figure(steps: list[int], losses: list[float], total_steps: int | None =
     fig.add_trace(go.Scatter(x=xs, y=smoothed, mode="lines", name="smoothed", line=dict(color=SMOOTH, width=3)))
     if total_steps:
         fig.update_xaxes(range=[0, total_steps])
-    if losses:
-        top = max(sm[: max(1, len(sm) // 20)] + [min(max(losses), 3.0)])
-        fig.update_yaxes(range=[0, max(top * 1.05, 0.1)])
-    return finish(fig, "Loss", height, "cross-entropy", "step")
+    title = "Loss"
+    if blew_up(losses):  # every value kept, on a log axis: a divergence shows as the spike it is
+        fig.update_yaxes(type="log", autorange=True)
+        title = "Loss — it blew up (log scale)"
+    else:
+        fig.update_yaxes(autorange=True, rangemode="tozero")
+    return finish(fig, title, height, "cross-entropy", "step")
+
+
+def blew_up(losses: Sequence[float]) -> bool:
+    """The loss rose far above where it started: a learning rate too high, diverging."""
+    finite = [v for v in losses if math.isfinite(v)]
+    return bool(finite) and max(finite) > max(10.0, 3 * finite[0])
 
 
 def accuracy_figure(epochs: list[int], train_acc: list[float], test_acc: list[float], height: int = 300) -> go.Figure:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import insight
 from core.inference import classify
-from dashboard import charts
+from dashboard import charts, words
 
 VIEWS = ["Steps", "Saliency", "Inside the network"]
 
@@ -40,8 +40,8 @@ def saliency_view(choice, pre, result) -> None:
     target = c1.selectbox("Explain the class", range(10), index=int(result.digit), format_func=lambda i: classes[i],
                           key="draw.saliency_class")
     method = c2.radio("Method", ["SmoothGrad", "Gradient"], horizontal=True, key="draw.saliency_method",
-                      help="Gradient: how much each pixel changes the class's score. SmoothGrad: the same, "
-                           "averaged over 32 noisy copies of the drawing, which removes speckle.")
+                      help="Gradient: how much each pixel changes the class's score. SmoothGrad: "
+                           + words.term("SmoothGrad"))
     fn = insight.smoothgrad if method == "SmoothGrad" else insight.gradient_saliency
     sal = unit(fn(choice.model, pre.image, int(target), choice.info))
     overlay = np.dstack([np.maximum(pre.image * 0.45, sal), pre.image * 0.45, pre.image * 0.45])
@@ -66,7 +66,8 @@ def network_view(choice, pre) -> None:
     except Exception:
         maps = []
     if maps:
-        st.caption("Each small image is one channel: bright where that filter found its pattern in your drawing.")
+        st.caption("Each small image is one channel: bright where that filter found its pattern in your drawing. "
+                   f"**ReLU**: {words.term('ReLU')} **Max pooling**: {words.term('max pooling')}")
         _grid(insight.conv_filters(model), "Learned conv1 filters (5×5)", factor=10)
         for name, fmap in maps:
             what = "before ReLU" if name.startswith("conv") else "after ReLU and 2×2 max pooling"

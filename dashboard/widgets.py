@@ -73,29 +73,63 @@ def sidebar() -> None:
         _status()
 
 
-# Projector mode: larger type, heavier strokes, black on white. Streamlit has no API for type size,
-# so a few rules on its stable data-testid hooks do it.
+# Layout rules for every page, projector or not. Streamlit has no API for these, so a few rules on its
+# stable data-testid hooks and on the st-key-* classes of keyed containers do it:
+# - a button or metric label wraps onto a second line rather than ending in "…" in a narrow column;
+# - keyed rows wrap their boxes onto the next line when a screen is too narrow for them side by side.
+LAYOUT_CSS = """<style>
+.stApp button p, .stApp button [data-testid="stMarkdownContainer"], .stApp label p,
+.stApp [data-testid="stMetricLabel"], .stApp [data-testid="stMetricLabel"] * {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  overflow-wrap: break-word; }
+/* a row of buttons or numbers wraps to the next line; it never squeezes one below its label's width */
+.stApp .st-key-train-buttons > *, .stApp .st-key-lesson-runs > *, .stApp .st-key-train-tiles > *,
+.stApp .st-key-eval-tiles > *, .stApp .st-key-models-tiles > * { flex-shrink: 0; max-width: 100%; }
+.stApp [data-testid="stMetricLabel"] { height: auto !important; min-height: 1.5rem; }
+.stApp [data-testid="stBaseButton-primary"], .stApp [data-testid="stBaseButton-secondary"] { height: auto; }
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-train-settings) { flex: 1 1 260px; min-width: min(100%, 260px); }
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-train-live) { flex: 2 1 440px; min-width: min(100%, 340px); }
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-draw-answer) { flex: 1 1 280px; min-width: min(100%, 280px); }
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-eval-confusion) { flex: 1.2 1 460px; min-width: min(100%, 460px); }
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-eval-side) { flex: 1 1 300px; min-width: min(100%, 300px); }
+@media (max-width: 1400px) {  /* a projector or a small laptop: the page's wide side margins go to the content */
+  .stApp [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 3.5rem; }
+}
+.stApp .st-key-draw-answer h2 { font-size: 2.6rem; line-height: 1.15; }
+.stApp .st-key-draw-row { margin-top: 2.2rem; }  /* room for the canvas's own toolbar above it */
+/* stacked on a narrow screen, the run (buttons, progress, chart) comes first; side by side, settings left */
+.stApp .st-key-train-layout { flex-wrap: wrap-reverse; align-items: stretch; }
+</style>"""
+
+# Projector mode: larger type, heavier strokes, black on white. The same hooks as above.
 PROJECTOR_CSS = """<style>
 html { font-size: 20px; }
 .stApp p, .stApp li, .stApp label, .stApp input, .stApp button, .stApp [data-baseweb="select"] div,
-.stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stMetricLabel"] { font-size: 1.2rem !important; }
+.stApp [data-testid="stCaptionContainer"], .stApp [data-testid="stMetricLabel"],
+.stApp [data-testid="stMetricLabel"] p { font-size: 1.2rem !important; }
 .stApp, .stApp p, .stApp li, .stApp label, .stApp [data-testid="stCaptionContainer"] { color: #000 !important; }
 .stApp h1 { font-size: 2.8rem; } .stApp h2 { font-size: 2.2rem; } .stApp h3, .stApp h4 { font-size: 1.6rem; }
 .stApp [data-testid="stSidebar"] h2 { font-size: 1.6rem; }
 .stApp [data-testid="stText"] { font-size: 1.2rem; color: #000; }
-.stApp [data-testid="stMetricValue"] { font-size: 2.8rem; font-weight: 700; }
+.stApp [data-testid="stMetricValue"], .stApp [data-testid="stMetricValue"] * {
+  font-size: 2.6rem !important; font-weight: 700 !important; color: #000 !important; line-height: 1.2; }
 .stApp [data-testid="stProgress"] > div > div { height: 1.1rem; }
 .stApp [data-testid="stVerticalBlockBorderWrapper"], .stApp [data-testid="stExpander"] details { border: 2px solid #000; }
 .stApp button { border-width: 2px !important; font-weight: 700; }
+.stApp .st-key-draw-answer h2 { font-size: 3.6rem !important; }  /* 72 px: read from the back row */
+.stApp .st-key-draw-answer h3 { font-size: 2rem !important; }
 </style>"""
+
+
+def page_css() -> None:
+    """The layout rules, and projector mode's when it is on: before any page draws."""
+    st.html(LAYOUT_CSS + (PROJECTOR_CSS if state.projector_on() else ""))
 
 
 def projector() -> None:
     """The toggle, in the sidebar of every page: kept across pages and in the URL (a bookmark keeps it)."""
     st.toggle("Projector mode", key=state.PROJECTOR, persist_state="session", bind="query-params",
               help="Large type, thick strokes and high contrast, for the back row of a classroom.")
-    if state.projector_on():
-        st.markdown(PROJECTOR_CSS, unsafe_allow_html=True)
 
 
 def current_model_card() -> None:
@@ -103,3 +137,15 @@ def current_model_card() -> None:
     st.markdown("**Model answering on Draw**")
     st.text(choice.name)
     st.caption(md_escape(choice.detail))  # the date comes from the checkpoint file
+    back_to_bundled("sidebar.bundled")
+
+
+def back_to_bundled(key: str) -> None:
+    """One click back to the model that came with Digit Lab, wherever the current model is shown."""
+    sess = state.session()
+    if sess.current_source == "bundled":
+        return
+    if st.button("Back to the bundled model", key=key, icon=":material/undo:",
+                 help="The model that came with Digit Lab (about 99 % right on the test images)."):
+        sess.use_bundled()
+        st.rerun()  # the whole page: the sidebar and every answer change

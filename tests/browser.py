@@ -96,3 +96,63 @@ WATCH_PREDICTION = """() => {
     });
     obs.observe(document.body, {childList: true, subtree: true, characterData: true});
 }"""
+
+
+def settled(page, timeout: float = 60_000) -> None:
+    """Wait until the app's script has finished its run and every element is drawn: no stale element
+    left from the last run, no placeholder for an element whose code is still loading."""
+    page.wait_for_function(
+        "() => { const a = document.querySelector('.stApp');"
+        " return a && a.getAttribute('data-test-script-state') === 'notRunning'"
+        " && a.getAttribute('data-test-connection-state') === 'CONNECTED'"
+        " && !document.querySelector('[data-stale=\"true\"], [data-testid=stSkeleton], [data-testid=stSkeletonElement]'); }",
+        timeout=timeout)
+
+
+def touch_draw_on(page, canvas_locator, strokes) -> None:
+    """Draw strokes with a finger: real touch events (touchStart, touchMove, touchEnd) through the
+    browser's input pipeline, as a tablet or phone sends them. The context needs has_touch=True."""
+    canvas_locator.wait_for(state="visible")
+    box = canvas_locator.bounding_box()
+    cdp = page.context.new_cdp_session(page)
+    try:
+        for stroke in strokes:
+            points = [(box["x"] + x, box["y"] + y) for x, y in stroke]
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [
+                {"x": points[0][0], "y": points[0][1]}]})
+            for x, y in points[1:]:
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    finally:
+        cdp.detach()
+
+
+# Every visible button label, metric label and metric value whose text is cut: wider than its box.
+TRUNCATED = """() => {
+    const sel = ['button', 'button *', '[data-testid="stMetricLabel"]', '[data-testid="stMetricLabel"] *',
+                 '[data-testid="stMetricValue"]', '[data-testid="stMetricValue"] *'].join(',');
+    const cut = [];
+    for (const el of document.querySelectorAll(sel)) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0 || el.closest('[data-testid="stSidebar"][aria-expanded="false"]')) continue;
+        const st = getComputedStyle(el);
+        if (st.visibility === 'hidden') continue;
+        if (el.scrollWidth > el.clientWidth + 1)
+            cut.push((el.innerText || el.getAttribute('aria-label') || el.tagName).trim().slice(0, 60));
+    }
+    // a button squeezed narrower than its words: the words spill out of it, or break inside a word
+    for (const b of document.querySelectorAll('button')) {
+        const r = b.getBoundingClientRect(), text = (b.innerText || '').trim();
+        if (!text || r.width === 0 || b.closest('[data-testid="stSidebar"][aria-expanded="false"]')) continue;
+        const range = document.createRange(); range.selectNodeContents(b);
+        const t = range.getBoundingClientRect();
+        const longest = Math.max(...text.split(/\s+/).map(w => w.length));
+        if (t.left < r.left - 1 || t.right > r.right + 1 || t.top < r.top - 1 || t.bottom > r.bottom + 1
+            || r.width < longest * 6) cut.push('squeezed: ' + text.slice(0, 60));
+    }
+    return cut;
+}"""
+
+
+def font_px(locator) -> float:
+    return float(locator.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))

@@ -12,7 +12,7 @@ from dashboard import inside, state, widgets
 
 CANVAS_PX = 280  # 10x MNIST's 28: a 20 px brush then scales to MNIST's 2-pixel strokes
 BRUSH_PX = 20
-PROJECTOR_CANVAS_PX, PROJECTOR_BRUSH_PX = 340, 30  # seen from the back row; preprocessing rescales either
+PROJECTOR_CANVAS_PX, PROJECTOR_BRUSH_PX = 320, 28  # seen from the back row, and within a phone; preprocessing rescales either
 
 sess = state.session()
 training = widgets.run_active()
@@ -80,20 +80,30 @@ def answer_panel() -> None:
         # the same layout, empty: nothing jumps when the first answer arrives, and the browser has
         # already loaded everything it needs to show one
         answer_layout(choice, None, np.zeros((28, 28), np.float32), "What the model will see (28×28)")
+        st.caption(f"Answering: **{widgets.md_escape(choice.name)}** · {widgets.md_escape(choice.detail)}")
+        if not choice.live:
+            widgets.back_to_bundled("draw.bundled")
         return
     label = choice.info.classes[result.digit]
-    st.markdown(f"## Prediction: {label}")
-    st.markdown(f"**{result.confidence:.0%}** sure")
     top = np.argsort(result.probabilities)[::-1][:3]
+    if getattr(result, "not_a_digit", False):  # say so, and keep the guess small: no confident digit
+        st.markdown("### This does not look like a digit")
+        st.caption(f"Best guess, small on purpose: {label} ({result.confidence:.0%}). "
+                   "Draw one digit, large and in the middle, then lift the mouse or your finger.")
+    else:
+        st.markdown(f"## Prediction: {label}")
+        st.markdown(f"**{result.confidence:.0%}** sure")
     st.caption("Top 3: " + " · ".join(f"{choice.info.classes[i]} {result.probabilities[i]:.1%}" for i in top))
     answer_layout(choice, result, result.preprocessed.image, "What the model saw (28×28)")
     st.caption(f"Answered by **{widgets.md_escape(choice.name)}** · {widgets.md_escape(choice.detail)}")
+    if not choice.live:
+        widgets.back_to_bundled("draw.bundled")
 
 
 def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:
     """Ten probability bars and the 28x28 image; bars at zero when there is no answer."""
     probs = result.probabilities if result is not None else np.zeros(10)
-    best = int(result.digit) if result is not None else -1
+    best = int(result.digit) if result is not None and not getattr(result, "not_a_digit", False) else -1
     bars, seen = st.columns([3, 2])
     with bars:  # ten plain bars: far lighter for a browser than a chart library, on thirty laptops at once
         st.markdown("**How sure is the model?**")
@@ -104,30 +114,38 @@ def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:
         st.image(upscale(image), caption=caption, clamp=True)
 
 
-st.title("Draw a digit")
-left, right = st.columns([1, 1.4], gap="large")
-with left:
+@st.fragment
+def draw_area() -> None:
+    """The canvas and everything that follows a stroke. A stroke reruns only this, not the whole app
+    (navigation, sidebar): the answer comes back sooner."""
     big = state.projector_on()
     size = PROJECTOR_CANVAS_PX if big else CANVAS_PX
-    canvas = st_canvas(stroke_width=PROJECTOR_BRUSH_PX if big else BRUSH_PX, stroke_color="#FFFFFF",
-                       background_color="#000000", height=size, width=size, drawing_mode="freedraw", return_image_data=True,
-                       update_streamlit=True, key=state.CANVAS_KEY,
-                       initial_drawing={"objects": [], "cleared": sess.canvas_generation})
-    st.button("Clear", on_click=clear, icon=":material/ink_eraser:", key="draw.clear")
-    png = canvas.image_bytes
-    if png is not None and png != sess.stale_canvas:
-        sess.stale_canvas = None
-        sess.canvas_bytes = png
-        pixels = canvas.image_data
-        if pixels is not None and (np.asarray(pixels)[..., :3] > 64).any():
-            sess.last_drawing = pixels
-            if sess.flash and sess.flash[0] in ("added", "add-error"):
-                sess.flash = None  # a new stroke: the message about the last drawing has done its job
-        else:
-            sess.last_drawing = None  # the canvas emptied itself (after Clear or Add, or its own bin)
+    # the canvas box is exactly as wide as the canvas, and the answer wraps below it on a narrow screen:
+    # the whole canvas is always seen, and only what is seen can be drawn on
+    with st.container(horizontal=True, gap="medium", key="draw-row"):
+        with st.container(width=size, key="draw-canvas"):
+            canvas = st_canvas(stroke_width=PROJECTOR_BRUSH_PX if big else BRUSH_PX, stroke_color="#FFFFFF",
+                               background_color="#000000", height=size, width=size, drawing_mode="freedraw",
+                               return_image_data=True, update_streamlit=True, key=state.CANVAS_KEY,
+                               initial_drawing={"objects": [], "cleared": sess.canvas_generation})
+            st.button("Clear", on_click=clear, icon=":material/ink_eraser:", key="draw.clear")
+            png = canvas.image_bytes
+            if png is not None and png != sess.stale_canvas:
+                sess.stale_canvas = None
+                sess.canvas_bytes = png
+                pixels = canvas.image_data
+                if pixels is not None and (np.asarray(pixels)[..., :3] > 64).any():
+                    sess.last_drawing = pixels
+                    if sess.flash and sess.flash[0] in ("added", "add-error"):
+                        sess.flash = None  # a new stroke: the message about the last drawing has done its job
+                else:
+                    sess.last_drawing = None  # the canvas emptied itself (after Clear or Add, or its own bin)
+        with st.container(key="draw-answer"):
+            answer_panel()
     class_set_ui()
-with right:
-    answer_panel()
+    if sess.last_drawing is not None:  # the insight views follow each stroke, not the once-a-second refresh
+        inside.look_inside(sess.model_for_drawing, sess.last_drawing)
 
-if sess.last_drawing is not None:  # the insight views follow each stroke, not the once-a-second refresh
-    inside.look_inside(sess.model_for_drawing, sess.last_drawing)
+
+st.title("Draw a digit")
+draw_area()

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import insight
 from core.data import dataset_info
-from dashboard import charts, state, widgets
+from dashboard import charts, state, widgets, words
 
 sess = state.session()
 ck = sess.current
@@ -27,13 +27,17 @@ if cached is None or cached[0] is not ck:
 ev: insight.Evaluation = cached[1]
 images = state.test_split(ck.dataset).images
 
-m1, m2, m3 = st.columns(3)
-m1.metric("Accuracy", f"{ev.accuracy:.2%}")
-m2.metric("Mistakes", f"{int((ev.labels != ev.predictions).sum()):,}")
+widgets.back_to_bundled("eval.bundled")
 worst = int(np.argmin(ev.per_class_accuracy()))
-m3.metric("Hardest class", f"{classes[worst]} ({ev.per_class_accuracy()[worst]:.1%})")
+with st.container(horizontal=True, key="eval-tiles"):  # full numbers: a row wraps, never cuts one
+    st.metric("Test accuracy", f"{ev.accuracy:.2%}", width="content", help=words.term("test accuracy"))
+    st.metric("Mistakes", f"{int((ev.labels != ev.predictions).sum()):,}", width="content",
+              help="Test images it got wrong, out of all of them.")
+    st.metric("Hardest class", f"{classes[worst]} ({ev.per_class_accuracy()[worst]:.1%})", width="content",
+              help="The class it gets right least often.")
 
-left, right = st.columns([1.2, 1], gap="large")
+with st.container(horizontal=True, gap="large", key="eval-row"):  # side by side when they fit, else stacked
+    left, right = st.container(key="eval-confusion"), st.container(key="eval-side")
 with left:
     # squares on a scatter plot rather than a heatmap, so that each cell can be clicked
     true_idx, pred_idx = np.meshgrid(range(10), range(10), indexing="ij")
@@ -43,17 +47,19 @@ with left:
         text=[str(c) if c else "" for c in counts],
         textfont=dict(size=18 if state.projector_on() else 12, color=["white" if c > counts.max() / 4 else charts.INK for c in counts]),
         marker=dict(symbol="square", size=34, color=np.log1p(counts), colorscale="Blues", line=dict(width=0)),
+        # a clicked cell turns amber; the others stay as they were, readable (not faded)
+        selected=dict(marker=dict(opacity=1, color="#f59e0b")), unselected=dict(marker=dict(opacity=1)),
         customdata=np.stack([true_idx.ravel(), pred_idx.ravel(), counts], 1),
         hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} images<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category", side="top")
+    fig.update_yaxes(autorange="reversed", type="category", tickmode="array", tickvals=list(classes))
+    fig.update_xaxes(type="category", side="top", tickmode="array", tickvals=list(classes))
     charts.finish(fig, "Confusion matrix (click a cell)", 560, "true class", "predicted class")
-    fig.update_layout(margin=dict(t=110))
+    fig.update_layout(margin=dict(t=150 if state.projector_on() else 115))  # the title, then the top axis
     event = st.plotly_chart(fig, key="eval.confusion", on_select="rerun", selection_mode="points",
                             config={"displayModeBar": False})
 with right:
     bars = go.Figure(go.Bar(x=list(classes), y=ev.per_class_accuracy() * 100, marker_color=charts.SMOOTH))
-    bars.update_yaxes(range=[min(90, float(ev.per_class_accuracy().min() * 100) - 2), 100])
+    bars.update_yaxes(range=[0, 100])  # from zero: a bar's height is its accuracy
     bars.update_xaxes(type="category")
     st.plotly_chart(charts.finish(bars, "Accuracy per class", 250, "%", ""), config={"displayModeBar": False})
     hist = go.Figure()

@@ -9,7 +9,7 @@ st.markdown(
 
 1. **Draw** — write a digit with the mouse or a finger. A network that came with Digit Lab answers at once,
    shows how sure it is, and shows the 28×28 picture it actually looked at.
-2. **Train** — pick the tutorial's MLP or CNN, an optimizer and a learning rate, and press **Start**; the loss
+2. **Train** — pick the MLP or CNN of the PyTorch 入门 tutorial (see *Glossary*), an optimizer and a learning rate, and press **Start**; the loss
    falls live on the chart. Or pick a **lesson**: one click sets up a run, and it says what to watch for.
 3. **Compare** — go back to *Draw* while it trains: your drawing is re-read with the newest weights every
    second. When the run ends, your model answers. *Runs* keeps every run side by side.
@@ -17,7 +17,8 @@ st.markdown(
 For a class: add your drawings to the **Class set** on *Draw* (pick the digit you drew), then score any model
 on them — accuracy on *our* drawings, and its mistakes. Take the set home as one zip. **Models** downloads the
 current model (checkpoint, TorchScript, ONNX) or loads one you bring. **Tensors** is the tutorial's first
-step: a 2×2 tensor, a few operations and `backward()`. **Projector mode** (left) makes everything large.
+step: a 2×2 tensor, a few operations and `backward()`. **Projector mode** (in the side panel; open it with » at the top left) makes everything large. **Glossary** explains
+every word in one sentence.
 """
 )
 c1, c2, c3 = st.columns(3)

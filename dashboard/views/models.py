@@ -9,7 +9,7 @@ import streamlit as st
 from core import checkpoint, export
 from core import models as M
 from core.data import dataset_info
-from dashboard import state, widgets
+from dashboard import state, widgets, words
 
 UPLOAD_KEY = "models.upload"
 UPLOADED = "models.uploaded"  # in sess._built: (file_id, ok, message) of the last file read
@@ -64,12 +64,15 @@ info = dataset_info(ckpt.dataset)
 st.title("Models in and out")
 st.subheader("The current model")
 acc = ckpt.metrics.get("test_acc")
-a, b, c = st.columns(3)
-a.metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "unknown")
-b.metric("Parameters", f"{M.count_parameters(ckpt.model_config):,}")  # as the Train page counts them
-c.metric("Data set", info.torchvision_class)
+with st.container(horizontal=True, key="models-tiles"):  # full numbers: a row wraps, never cuts one
+    st.metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "unknown", width="content",
+              help=words.term("test accuracy"))
+    st.metric("Parameters", f"{M.count_parameters(ckpt.model_config):,}", width="content",  # as Train counts them
+              help=words.term("parameters"))
+    st.metric("Data set", info.torchvision_class, width="content")
 st.markdown(f"**{widgets.md_escape(ckpt.name or ckpt.description)}** ({sess.current_source}) · "
             f"{ckpt.description} · {info.title}")
+widgets.back_to_bundled("models.bundled")
 if widgets.run_active():
     st.info("A run is training: the downloads are the current model (the last one finished or loaded), not the "
             "weights being trained now. When the run ends, its model becomes the current one.",
@@ -78,7 +81,7 @@ if widgets.run_active():
 st.subheader("Take it out")
 st.caption("The exports take pixels in [0, 1], shape [batch, 1, 28, 28], white ink on black as in MNIST, and "
            "return ten logits per image: the normalisation is built in. Each file is checked against the model "
-           "before you get it. The snippets classify a 28×28 image, `digit.png`.")
+           "before you get it. The snippets classify a 28×28 image, `digit.png`. **Logits**: " + words.term("logits"))
 names, code = export.file_names(ckpt), export.snippets(ckpt)
 entries = [
     ("checkpoint", "Download the checkpoint", checkpoint.to_bytes,

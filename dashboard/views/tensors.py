@@ -1,4 +1,4 @@
-"""Tensors: the tutorial's §4.1 on a 2x2 tensor you edit, step by step, then backward() and x.grad."""
+"""Tensors: §4.1 of the PyTorch 入门 tutorial, on a 2x2 tensor you edit, step by step, then backward() and x.grad."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import autograd_lab as lab
 from core.autograd_lab import OUT_OPS, TUTORIAL, TUTORIAL_X, Y_OPS, Z_OPS
+from dashboard import words
 
 SHOWN = "tensors.backward_for"  # the inputs backward() was last pressed for; any change hides x.grad
 
@@ -41,8 +42,9 @@ def step_card(step: lab.Step) -> None:
 
 
 st.title("Tensors and autograd")
-st.caption("The tutorial's §4.1: edit x, build y, z and out from the menus, then press backward() to see x.grad. "
-           "The starting choices are the tutorial's own code.")
+st.caption("§4.1 of the PyTorch 入门 tutorial (a short introduction to PyTorch, in Chinese; see About in the "
+           "Glossary): edit x, build y, z and out from the menus, then press backward() to see x.grad. "
+           "The starting choices are the tutorial's own code. **grad_fn**: " + words.term("grad_fn"))
 
 controls, results = st.columns([1.2, 2.4], gap="large")
 with controls:

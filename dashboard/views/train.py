@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import time
+
 import numpy as np
 import streamlit as st
 import torch
@@ -14,7 +16,7 @@ from core.data import Augment, DataUnavailableError, dataset_info, random_affine
 from core.runs import RunStore
 from core.session import TrainingRun
 from core.trainer import TrainConfig, available_devices
-from dashboard import charts, state, trainform, widgets
+from dashboard import charts, state, trainform, widgets, words
 
 P = state.TRAIN_PREFIX
 LIVE_REFRESH_S = 1.0  # the charts redraw once a second: smooth enough, and half the browser work of 2 Hz
@@ -36,9 +38,10 @@ def settings_ui() -> TrainConfig:
     dataset = DATASET_LABELS[st.radio("Data set", list(DATASET_LABELS), horizontal=True, key=P + "dataset",
                                       **keep(help="MNIST: handwritten digits. Fashion-MNIST: photos of clothing."))]
     kind = MODEL_LABELS[st.radio("Network", list(MODEL_LABELS), horizontal=True, key=P + "model", **keep(
-        help="CNN: the tutorial's LeNet-style convolutional net. MLP: its fully connected 784-128-64-10."))]
+        help="CNN: the LeNet-style convolutional net of the PyTorch 入门 tutorial. " + words.term("CNN")
+                + " MLP: the tutorial's fully connected 784-128-64-10. " + words.term("MLP")))]
     custom = st.toggle("Customise the layers", key=P + "custom", **keep(
-        help="Off: exactly the tutorial's network. On: change widths, channels, dropout and batch norm."))
+        help="Off: exactly the PyTorch 入门 tutorial's network. On: change widths, channels, dropout and batch norm."))
     if kind == "mlp":
         cfg: M.ModelConfig = M.MLPConfig()
         if custom:
@@ -58,27 +61,30 @@ def settings_ui() -> TrainConfig:
         dropout = st.slider("Dropout", 0.0, L.MAX_DROPOUT, 0.0, 0.05, key=P + "dropout", **keep())
         bn = st.checkbox("Batch norm", key=P + "bn", **keep())
         cfg = replace(cfg, dropout=dropout, batch_norm=bn)
-    st.caption(f"**{M.describe(cfg)}** · {M.count_parameters(cfg):,} parameters")
+    st.caption(f"**{M.describe(cfg)}** · {M.count_parameters(cfg):,} parameters (the weights it learns)")
 
     st.markdown("#### Optimisation")
     opt = OPTIMIZER_LABELS[st.selectbox("Optimizer", list(OPTIMIZER_LABELS), index=1, key=P + "optimizer",
-                                        **keep())]
+                                        **keep(help=words.term("optimizer") + " " + words.term("SGD") + " "
+                                               + words.term("Adam")))]
     lr = st.select_slider("Learning rate (log scale)", L.LEARNING_RATES, 1e-3, format_func=lambda v: f"{v:g}",
-                          key=P + "lr", **keep())
+                          key=P + "lr", **keep(help=words.term("learning rate")))
     momentum, nesterov = 0.9, False
     if opt in ("sgd", "rmsprop"):
-        momentum = st.slider("Momentum", 0.0, 0.99, 0.9 if opt == "sgd" else 0.0, 0.01, key=P + "momentum", **keep())
+        momentum = st.slider("Momentum", 0.0, 0.99, 0.9 if opt == "sgd" else 0.0, 0.01, key=P + "momentum",
+                             **keep(help=words.term("momentum")))
     if opt == "sgd":
         nesterov = st.checkbox("Nesterov momentum", key=P + "nesterov", **keep())
     wd = st.select_slider("Weight decay", L.WEIGHT_DECAYS, 0.0, format_func=lambda v: f"{v:g}",
-                          key=P + "weight_decay", **keep())
-    batch = st.select_slider("Batch size", L.BATCH_SIZES, 64, key=P + "batch_size", **keep())
-    epochs = st.slider("Epochs", 1, L.MAX_EPOCHS, 3, key=P + "epochs", **keep())
+                          key=P + "weight_decay", **keep(help=words.term("weight decay")))
+    batch = st.select_slider("Batch size", L.BATCH_SIZES, 64, key=P + "batch_size",
+                             **keep(help=words.term("batch size") + " " + words.term("step")))
+    epochs = st.slider("Epochs", 1, L.MAX_EPOCHS, 3, key=P + "epochs", **keep(help=words.term("epoch")))
     schedule = SCHEDULE_LABELS[st.selectbox("Learning-rate schedule", list(SCHEDULE_LABELS), key=P + "schedule",
                                             **keep(help="one-cycle: warm up, then anneal. cosine: decay along a "
                                                         "half cosine. Both end near zero."))]
     augment = st.toggle("Augmentation (random rotate, shift, scale, shear, thicker strokes)", key=P + "augment",
-                        **keep())
+                        **keep(help=words.term("augmentation")))
 
     with st.expander("More: seed, device, subset, target"):
         seed = st.number_input("Seed (same seed, same run)", 0, 2**31 - 1, 0, key=P + "seed", **keep())
@@ -124,10 +130,11 @@ def lesson_ui() -> str | None:
         return None
     with st.container(border=True):
         st.markdown(lesson.watch)
-        cols = st.columns(len(lesson.runs))
-        for i, run in enumerate(lesson.runs):
-            cols[i].button(run.label, key=f"lesson.run{i}", on_click=apply_lesson, args=(lesson, i), disabled=running,
-                           width="stretch", help="Sets every setting below for this run; then press Start.")
+        with st.container(horizontal=True, key="lesson-runs"):  # full labels; a row wraps, never cuts one
+            for i, run in enumerate(lesson.runs):
+                st.button(run.label, key=f"lesson.run{i}", on_click=apply_lesson, args=(lesson, i), disabled=running,
+                          help=f"Sets every setting for this run ({trainform.summary(run.config)}); "
+                               "then press Start.")
     return lesson.title
 
 
@@ -154,24 +161,26 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
         problem = str(err)
     run = sess.run
     st.markdown(f"**Ready:** {widgets.md_escape(trainform.summary(cfg))}")
-    c1, c2, c3 = st.columns(3)
-    if c1.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
-                 width="stretch", key="train.start_button"):
-        sess.runs_started += 1
-        sess.run = TrainingRun(cfg, liveness=state.liveness_probe(), store=RunStore(),
-                               name=run_name(cfg)).start()
-        st.rerun()
-    paused = run is not None and run.view(since_batch=10**12).state == "paused"
-    if c2.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
-                 disabled=not running, width="stretch", key="train.pause_button"):
-        (run.resume if paused else run.pause)()
-        st.rerun()
-    if c3.button("Stop", icon=":material/stop:", disabled=not running, width="stretch", key="train.stop_button"):
-        run.stop()
-        st.rerun()
+    with st.container(horizontal=True, key="train-buttons"):
+        if st.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
+                     key="train.start_button", help="Train with the settings on this page."):
+            sess.runs_started += 1
+            sess.run = TrainingRun(cfg, liveness=state.liveness_probe(), store=RunStore(),
+                                   name=run_name(cfg)).start()
+            st.rerun()
+        paused = run is not None and run.view(since_batch=10**12).state == "paused"
+        if st.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
+                     disabled=not running, key="train.pause_button",
+                     help="Hold the run between two steps; the time paused is not counted."):
+            (run.resume if paused else run.pause)()
+            st.rerun()
+        if st.button("Stop", icon=":material/stop_circle:", disabled=not running, key="train.stop_button",
+                     help="End the run now. Its model is kept on the Runs page."):
+            run.stop()
+            st.rerun()
+        share_ui(cfg, lesson_title)
     if problem:
         st.error(problem)
-    share_ui(cfg, lesson_title)
 
 
 def end_summary(view) -> None:
@@ -181,15 +190,52 @@ def end_summary(view) -> None:
     elif end.reason == "failed":
         st.error(f"**The run failed.** {end.message}")
     else:
-        acc = f"{end.test_acc:.2%}" if end.test_acc is not None else "not measured (stopped before an epoch ended)"
-        text = (f"**Run {end.reason}.** Test accuracy {acc} after {end.epochs} epoch(s), {end.steps:,} steps in "
-                f"{end.train_seconds:.1f} s ({end.samples_per_s:,.0f} samples/s).")
-        (st.warning if end.reason == "stopped" else st.success)(text)
-    if sess.current_source == "trained" and sess.run is not None and sess.current is sess.run.result:
+        st_fn = st.warning if end.reason == "stopped" else st.success
+        st_fn(f"**Run {end.reason}.** " + numbers_text(end, view.start.steps_per_epoch if view.start else None))
+    run = sess.run
+    if sess.current_source == "trained" and run is not None and sess.current is run.result:
         st.caption("This model now answers on the Draw page.")
-    elif sess.run is not None and sess.chosen_during == sess.run.ticket and sess.run.result is not None:
+    elif run is not None and sess.chosen_during == run.ticket and run.result is not None:
         st.caption("The model picked during the run still answers on the Draw page; this run's model is kept "
                    "on the Runs page.")
+    elif end.reason in state.UNHEALTHY:
+        answering = widgets.md_escape(sess.current.name or sess.current.description)
+        st.caption(f"So its model does **not** answer on the Draw page: **{answering}** still does. "
+                   "To try it anyway, pick it on the Runs page.")
+
+
+def numbers_text(end, steps_per_epoch: int | None) -> str:
+    """The end of a run in the same numbers as the tiles above and the Runs table."""
+    if end.test_acc is None:
+        acc = "not measured (stopped before an epoch ended)"
+    elif steps_per_epoch and end.steps > end.epochs * steps_per_epoch:  # stopped mid-epoch
+        acc = f"{end.test_acc:.2%}, of the weights kept at step {end.steps:,}"
+    else:
+        acc = f"{end.test_acc:.2%}"
+    return (f"Test accuracy {acc}; {end.epochs} epoch{'s' if end.epochs != 1 else ''}, {end.steps:,} steps in "
+            f"{widgets.format_seconds(end.train_seconds)} ({end.samples_per_s:,.0f} samples/s).")
+
+
+def tiles(view, last, losses: list[float]) -> None:
+    """The run's key numbers. Each has one definition (core.trainer) shared with the summary and the Runs table:
+    samples/s and time leave out pauses, and the accuracy at the end is that of the weights kept."""
+    end = view.end
+    if end is not None and end.reason not in state.UNHEALTHY:
+        rate, acc, secs = end.samples_per_s, end.test_acc, end.train_seconds
+    else:
+        rate = last.samples_per_s if last else None
+        acc = view.epochs[-1].test_acc if view.epochs else None
+        secs = (time.perf_counter() - view.started_at - view.paused_for) if view.started_at else None
+        if end is not None:
+            secs = end.train_seconds
+    with st.container(horizontal=True, key="train-tiles"):
+        st.metric("Test accuracy", f"{acc:.2%}" if acc is not None else "after epoch 1", width="content",
+                  help=words.term("test accuracy"))
+        st.metric("Loss", f"{charts.smooth(losses)[-1]:.3f}" if losses else "–", width="content",
+                  help=words.term("loss") + " Shown smoothed, as the thick line.")
+        st.metric("Samples/s", f"{rate:,.0f}" if rate else "–", width="content", help=words.term("samples/s"))
+        st.metric("Time", widgets.format_seconds(secs) if secs is not None else "–", width="content",
+                  help="Training time so far, test-set checks included, pauses not counted.")
 
 
 @st.fragment(run_every=LIVE_REFRESH_S if running else None)
@@ -198,6 +244,7 @@ def live_panel() -> None:
     if run is None:
         st.info("Pick a model and its settings, then press **Start**. The loss appears here as it trains.",
                 icon=":material/model_training:")
+        st.caption(words.WHAT_IS_A_LOSS)
         return
     cache = sess._built.setdefault("train_view", {"ticket": None, "steps": [], "losses": [], "last": None})
     if cache["ticket"] != run.ticket:
@@ -222,20 +269,25 @@ def live_panel() -> None:
             st.progress(min(step / view.start.total_steps, 1.0),
                         text=paused + widgets.eta_text(last, view.start.total_steps, view.config.epochs,
                                                        view.started_at, view.paused_for))
-        m1, m2, m3, m4 = st.columns(4)
-        m1.metric("Device", view.start.device)
-        m2.metric("Samples / s", f"{last.samples_per_s:,.0f}" if last else "–")
-        m3.metric("Loss (smoothed)", f"{charts.smooth(cache['losses'])[-1]:.3f}" if cache["losses"] else "–")
-        m4.metric("Test accuracy", f"{view.epochs[-1].test_acc:.2%}" if view.epochs else "after epoch 1")
+        tiles(view, last, cache["losses"])
         st.plotly_chart(charts.loss_figure(cache["steps"], cache["losses"], view.start.total_steps),
                         key="train.loss_chart", config={"displayModeBar": False})
+        st.caption(words.WHAT_IS_A_LOSS + f" Trained on: {view.start.device}.")
         if view.epochs:
             st.plotly_chart(charts.accuracy_figure([e.epoch for e in view.epochs], [e.train_acc for e in view.epochs],
                                                    [e.test_acc for e in view.epochs]), key="train.acc_chart",
                             config={"displayModeBar": False})
-            st.dataframe([{"epoch": e.epoch, "train loss": round(e.train_loss, 4), "train acc": f"{e.train_acc:.2%}",
-                           "test loss": round(e.test_loss, 4), "test acc": f"{e.test_acc:.2%}",
-                           "seconds": round(e.seconds, 1)} for e in view.epochs], hide_index=True)
+            st.caption(words.TRAIN_VS_TEST)
+            rows = [{"epoch": str(e.epoch), "train loss": round(e.train_loss, 4), "train acc": f"{e.train_acc:.2%}",
+                     "test loss": round(e.test_loss, 4), "test acc": f"{e.test_acc:.2%}",
+                     "seconds": round(e.seconds, 1)} for e in view.epochs]
+            end = view.end
+            if (end is not None and end.test_acc is not None
+                    and end.steps > end.epochs * view.start.steps_per_epoch):  # stopped mid-epoch: the weights kept
+                rows.append({"epoch": f"kept at step {end.steps:,}", "train loss": None, "train acc": None,
+                             "test loss": round(end.test_loss, 4), "test acc": f"{end.test_acc:.2%}",
+                             "seconds": None})
+            st.dataframe(rows, hide_index=True)
     if view.end is not None:
         end_summary(view)
 
@@ -255,7 +307,8 @@ def data_preview(cfg: TrainConfig) -> None:
         images, labels = split.images[idx], split.labels[idx].tolist()
         big = lambda x: np.kron(x, np.ones((3, 3), np.uint8))  # noqa: E731  28 -> 84 px, crisp pixels
         st.caption(f"16 of the {min(cfg.train_subset or len(split), len(split)):,} training images of {info.title}, "
-                   "with their labels: what one batch of the tutorial's DataLoader holds.")
+                   f"with their labels: what one batch of the PyTorch 入门 tutorial's DataLoader holds "
+                   f"(a batch of {cfg.batch_size} holds {cfg.batch_size} such images).")
         st.image([big(im.numpy()) for im in images], caption=[info.classes[y] for y in labels], width=66)
         if cfg.augment:
             warped = random_affine(images.unsqueeze(1).float(), Augment(), g).squeeze(1).clamp(0, 255)
@@ -268,12 +321,15 @@ def data_preview(cfg: TrainConfig) -> None:
 
 
 st.title("Train a network")
-left, right = st.columns([1, 2], gap="large")
-with left:
-    lesson_title = lesson_ui()
-    config = settings_ui()
-    sess.train_config = config
-    controls(config, lesson_title)
-with right:
-    live_panel()
-    data_preview(config)
+# Settings left, the run right: Start, Pause and Stop sit right above the progress bar and the live
+# chart. On a narrow screen the two boxes stack, the run first (wrap-reverse), so the buttons and
+# the chart stay together at the top while a run trains.
+with st.container(horizontal=True, gap="large", key="train-layout"):
+    with st.container(key="train-settings"):
+        lesson_title = lesson_ui()
+        config = settings_ui()
+        sess.train_config = config
+    with st.container(key="train-live"):
+        controls(config, lesson_title)
+        live_panel()
+        data_preview(config)

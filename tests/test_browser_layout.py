@@ -1,0 +1,100 @@
+"""Every page at the screen sizes a class has, normal and projector mode, in a real Chromium.
+
+One server and one browser for the whole module; one browser context per screen size. For each page
+and mode: nothing a person must use is cut (no button or metric text wider than its box), and a
+screenshot lands in the artifacts. On Draw: the whole canvas lies inside the screen and inside its
+own box, a digit drawn with the mouse (or a finger, on the touch sizes) is read back, and projector
+mode makes the answer large enough for the back row.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import (TRUNCATED, StreamlitServer, artifacts_dir, digit_strokes, draw_on, font_px,
+                           settled, touch_draw_on)
+
+SHOTS = artifacts_dir() / "layout"
+SHOTS.mkdir(parents=True, exist_ok=True)
+expect.set_options(timeout=60_000)  # a shared 2-core machine: generous, never a speed assertion
+
+SIZES = {
+    "projector-1024x768": dict(viewport={"width": 1024, "height": 768}),
+    "laptop-1366x768": dict(viewport={"width": 1366, "height": 768}),
+    "hd-1920x1080": dict(viewport={"width": 1920, "height": 1080}),
+    "tablet-820x1180": dict(viewport={"width": 820, "height": 1180}, has_touch=True),
+    "phone-390x844": dict(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
+                          device_scale_factor=2),
+}
+PAGES = {"home": "", "train": "train", "draw": "draw", "classset": "classset", "evaluate": "evaluate",
+         "runs": "runs", "models": "models", "tensors": "tensors", "glossary": "glossary"}
+TITLES = {"home": "Digit Lab", "train": "Train a network", "draw": "Draw a digit", "classset": None,
+          "evaluate": "Evaluate the current model", "runs": "Runs", "models": None, "tensors": None,
+          "glossary": "Glossary"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, mirror_root):
+    home = tmp_path_factory.mktemp("layout") / "home"
+    srv = StreamlitServer(home, {"DIGITLAB_CLASSSET": str(home / "classset")})
+    yield srv
+    srv.stop()
+
+
+def open_page(pg, server, path: str, projector: bool) -> None:
+    pg.goto(f"{server.url}/{path}" + ("?projector=true" if projector else ""))
+    expect(pg.locator("h1").first).to_be_visible()
+    settled(pg)
+
+
+def check_draw(pg, size: str, touch: bool, projector: bool) -> None:
+    vw, vh = pg.viewport_size["width"], pg.viewport_size["height"]
+    canvas = pg.locator("canvas").last  # fabric.js stacks its canvases; the top one takes the input
+    column = pg.locator(".st-key-draw-canvas").first
+    canvas.scroll_into_view_if_needed()
+    c, col = canvas.bounding_box(), column.bounding_box()
+    want = 320 if projector else 280  # the page's own sizes: 320 still fits a phone
+    assert round(c["width"]) == want and round(c["height"]) == want, c
+    assert c["x"] >= 0 and c["y"] >= 0 and c["x"] + c["width"] <= vw and c["y"] + c["height"] <= vh, \
+        f"{size}: the canvas {c} leaves the {vw}x{vh} screen"
+    assert col["x"] - 0.5 <= c["x"] and c["x"] + c["width"] <= col["x"] + col["width"] + 0.5, \
+        f"{size}: the canvas {c} sticks out of its column {col}"
+    (touch_draw_on if touch else draw_on)(pg, canvas, digit_strokes(7, size=want) if want != 280
+                                           else digit_strokes(7))
+    answer = pg.get_by_text(re.compile(r"^Prediction: "))
+    expect(answer).to_have_text("Prediction: 7")
+    settled(pg)
+    if projector:
+        heading = pg.locator(".st-key-draw-answer h2").first
+        assert font_px(heading) >= 72, f"{size}: the prediction is {font_px(heading)} px in projector mode"
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_page_fits_and_nothing_is_cut(browser, server, size):
+    opts = SIZES[size]
+    touch = opts.get("has_touch", False)
+    context = browser.new_context(**opts)
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        problems = []
+        for projector in (False, True):
+            mode = "projector" if projector else "normal"
+            for name, path in PAGES.items():
+                open_page(pg, server, path, projector)
+                if name == "evaluate":
+                    expect(pg.get_by_text("Confusion matrix (click a cell)")).to_be_visible(timeout=120_000)
+                    settled(pg)
+                if name == "draw":
+                    check_draw(pg, size, touch, projector)
+                pg.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)")
+                cut = pg.evaluate(TRUNCATED)
+                if cut:
+                    problems.append(f"{size} {mode} {name}: cut {cut}")
+                pg.screenshot(path=SHOTS / f"{size}-{mode}-{name}.png")
+        assert not problems, "\n".join(problems)
+    finally:
+        context.close()
