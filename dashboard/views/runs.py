@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.checkpoint import CheckpointError
 from core.runs import RunError, RunStore
-from dashboard import charts, state, widgets
+from dashboard import charts, state, widgets, words
 
 sess = state.session()
 store = RunStore()
@@ -37,11 +37,32 @@ st.dataframe([{
     "name": r.name, "created": r.created.replace("T", " ")[:16], "ended": r.reason,
     "optimizer": r.settings.get("optimizer"), "lr": r.settings.get("lr"), "batch": r.settings.get("batch_size"),
     "epochs": r.metrics.get("epochs"), "test acc": r.metrics.get("test_acc"),
-    "seconds": round(r.metrics.get("train_seconds") or 0, 1)} for r in records], hide_index=True,
-    column_config={"test acc": st.column_config.NumberColumn(format="percent")})
+    "time": widgets.format_seconds(r.metrics.get("train_seconds") or 0),
+    "samples/s": round(r.metrics.get("samples_per_second") or 0)} for r in records], hide_index=True,
+    column_config={"test acc": st.column_config.NumberColumn(format="percent", help=words.term("test accuracy")),
+                   "samples/s": st.column_config.NumberColumn(help=words.term("samples/s")),
+                   "time": st.column_config.TextColumn(help="Training time, pauses not counted.")})
 
-chosen = st.multiselect("Compare", list(by_id), default=list(by_id)[:2], format_func=lambda i: label(by_id[i]),
-                        key="runs.compare")
+COMPARED = "runs.compared"  # in sess._built: the runs picked for Compare, by id (kept when a run is renamed)
+
+
+def best_finished(n: int = 2) -> list[str]:
+    """The most accurate runs that ended well: what is worth comparing first (not the newest, maybe diverged)."""
+    good = [r for r in records if r.reason in ("finished", "target reached")
+            and isinstance(r.metrics.get("test_acc"), (int, float))]
+    good.sort(key=lambda r: r.metrics["test_acc"], reverse=True)
+    return [r.id for r in good[:n]] or [r.id for r in records[:n]]
+
+
+def remember_compare() -> None:
+    sess._built[COMPARED] = list(st.session_state.get("runs.compare") or [])
+
+
+kept = [i for i in sess._built.get(COMPARED, best_finished()) if i in by_id]
+chosen = st.multiselect("Compare", list(by_id), default=kept, format_func=lambda i: label(by_id[i]),
+                        key="runs.compare", on_change=remember_compare,
+                        help="Starts with the two most accurate finished runs.")
+sess._built[COMPARED] = list(chosen)
 if chosen:
     loss, acc = go.Figure(), go.Figure()
     for rid in chosen:
@@ -86,10 +107,14 @@ if sess.flash and sess.flash[0].startswith("run-"):
     sess.flash = None
     (c1.success if kind == "run-used" else c1.error)(text)
 with c2.form("rename", border=False):
-    new_name = st.text_input("New name", value=r.name, max_chars=80, key="runs.new_name")
+    if sess._built.get("runs.name_of") != r.id:  # another run picked: the box shows its name, not the last one's
+        st.session_state["runs.new_name"] = r.name
+        sess._built["runs.name_of"] = r.id
+    new_name = st.text_input("New name", max_chars=80, key="runs.new_name")
     if st.form_submit_button("Rename"):
         try:
             store.rename(r.id, new_name)
+            sess._built.pop("runs.name_of", None)  # show the name as stored
             st.rerun()
         except OSError:
             st.error("This run is gone (deleted from another tab).")
