@@ -214,17 +214,39 @@ def _shrink_canvas(pixels: np.ndarray) -> np.ndarray:
     while -(-h // f) * -(-w // f) > MAX_CANVAS_PIXELS:
         f += 1
     channels = a.shape[2] if a.ndim == 3 else 1
-    if a.dtype == np.uint8 and channels in (1, 3, 4) and a.max() > 1:
-        # PIL reads L and CMYK in place, and averages every channel of CMYK alike (RGBA it would premultiply)
-        mode = {1: "L", 3: "RGB", 4: "CMYK"}[channels]
-        img = Image.frombuffer(mode, (w, h), np.ascontiguousarray(a), "raw", mode, 0, 1)
-        return np.asarray(img.reduce(f)).reshape(-(-h // f), -(-w // f), channels)
-    a = a.astype(np.float32).reshape(h, w, channels)
+    oh, ow = -(-h // f), -(-w // f)
+    if a.dtype == np.uint8:
+        if a.max() <= 1:  # 0s and 1s already in [0, 1]: spread them over 0-255, or the averages would round away
+            a = a * np.uint8(255)
+        if channels in (1, 3, 4):
+            # PIL reads L and CMYK in place, and averages every channel of CMYK alike (RGBA it would premultiply)
+            mode = {1: "L", 3: "RGB", 4: "CMYK"}[channels]
+            img = Image.frombuffer(mode, (w, h), np.ascontiguousarray(a), "raw", mode, 0, 1)
+            return np.asarray(img.reduce(f)).reshape(oh, ow, channels)
+        a = a.reshape(h, w, channels)
+        return np.dstack([np.asarray(Image.fromarray(np.ascontiguousarray(a[..., c])).reduce(f))
+                          for c in range(channels)])
+    a = a.reshape(h, w, channels)
     top = float(a.max(initial=0))
-    if top > 1.0:
-        a /= np.float32(65535.0 if top > 255 else 255.0)
-    t = torch.from_numpy(a).permute(2, 0, 1)[None]
-    return F.avg_pool2d(t, f, stride=f, ceil_mode=True)[0].permute(1, 2, 0).numpy()
+    sums = _block_sums(_block_sums(a, f, 0), f, 1)
+    counts = np.diff(np.arange(0, h, f), append=h)[:, None, None] * np.diff(np.arange(0, w, f), append=w)[None, :, None]
+    means = sums / counts.astype(np.float32)
+    if top > 1.0:  # scaled as to_ink scales the whole image, not as it would scale the averages
+        means /= np.float32(65535.0 if top > 255 else 255.0)
+    return means
+
+
+def _block_sums(a: np.ndarray, f: int, axis: int) -> np.ndarray:
+    """Float32 sums of runs of ``f`` along ``axis`` (0 or 1 of [H, W, C]); the last run may be shorter."""
+    n = a.shape[axis]
+    whole = n // f * f
+    if axis == 0:
+        parts = [a[:whole].reshape(n // f, f, *a.shape[1:]).sum(axis=1, dtype=np.float32)]
+    else:
+        parts = [a[:, :whole].reshape(a.shape[0], n // f, f, a.shape[2]).sum(axis=2, dtype=np.float32)]
+    if whole < n:
+        parts.append(np.take(a, np.arange(whole, n), axis=axis).sum(axis=axis, keepdims=True, dtype=np.float32))
+    return np.concatenate(parts, axis=axis) if len(parts) > 1 else parts[0]
 
 
 def _shrink(img: np.ndarray, h: int, w: int) -> np.ndarray:

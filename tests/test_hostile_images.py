@@ -89,6 +89,24 @@ def test_a_huge_canvas_reads_as_the_same_digit_as_a_small_one():
     assert similarity(ref, pre.image) > 0.95
 
 
+@pytest.mark.parametrize("convert", [
+    lambda p: p[..., 0],  # grey
+    lambda p: np.ascontiguousarray(p[..., 2:]),  # grey and alpha
+    lambda p: p[..., :3],  # RGB, not contiguous
+    lambda p: (p[..., 0] > 127).astype(np.uint8),  # 0s and 1s
+    lambda p: p[..., 0] > 127,  # bool
+    lambda p: p[..., 0].astype(np.uint16) * 257,  # 16-bit
+    lambda p: p.astype(np.float32) / 255,  # float RGBA
+    lambda p: p[:1499, :1497, 0] / 255.0,  # float64, sides not a multiple of the block
+], ids=["grey", "la", "rgb", "zeros-ones", "bool", "16-bit", "float-rgba", "float64-odd"])
+def test_a_large_canvas_of_any_kind_is_shrunk_to_the_same_digit(convert):
+    rgba = hostile.thick_strokes(1500)  # 2.25 MP: averaged over 2 x 2 blocks
+    ref = preprocess(rgba)
+    pre = preprocess(convert(rgba))
+    assert pre.ok and ref.ink.shape == (750, 750) and pre.ink.shape in ((750, 750), (750, 749))
+    assert similarity(ref.image, pre.image) > 0.99
+
+
 def test_a_canvas_the_draw_page_offers_is_never_shrunk():
     assert 340 <= inference.WORK_SIDE and 340 * 340 <= inference.MAX_CANVAS_PIXELS
     canvas = hostile.thick_strokes(340)
@@ -121,6 +139,17 @@ def test_a_damaged_dds_file_is_an_image_error():
         Image.open(io.BytesIO(data)).load()
     with pytest.raises(ImageError, match="cannot be read"):
         load_image_bytes(data)
+
+
+def test_a_damaged_dds_file_does_not_stop_predict_before_the_files_after_it(tmp_path, capsys):
+    from core import predict
+
+    bad, good = tmp_path / "bad.dds", tmp_path / "good.png"
+    bad.write_bytes(hostile.damaged_dds())
+    good.write_bytes(hostile.png_bytes(hostile.thick_strokes(280)[..., 0]))
+    assert predict.main([str(bad), str(good)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "error" in lines[0] and lines[1].startswith(str(good)) and "error" not in lines[1]
 
 
 def _encoded(fmt: str) -> bytes:
