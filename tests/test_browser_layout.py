@@ -80,7 +80,7 @@ def test_every_page_fits_and_nothing_is_cut(browser, server, size):
     try:
         pg = context.new_page()
         pg.set_default_timeout(60_000)
-        problems = []
+        problems, value_px = [], {}
         for projector in (False, True):
             mode = "projector" if projector else "normal"
             for name, path in PAGES.items():
@@ -88,6 +88,10 @@ def test_every_page_fits_and_nothing_is_cut(browser, server, size):
                 if name == "evaluate":
                     expect(pg.get_by_text("Confusion matrix (click a cell)")).to_be_visible(timeout=120_000)
                     settled(pg)
+                    value = font_px(pg.locator("[data-testid=stMetricValue]").first)
+                    label = font_px(pg.locator("[data-testid=stMetricLabel] p").first)
+                    assert value > 1.5 * label, f"{size} {mode}: a metric's value ({value} px) is not above its label"
+                    value_px[mode] = value
                 if name == "draw":
                     check_draw(pg, size, touch, projector)
                 pg.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)")
@@ -96,5 +100,51 @@ def test_every_page_fits_and_nothing_is_cut(browser, server, size):
                     problems.append(f"{size} {mode} {name}: cut {cut}")
                 pg.screenshot(path=SHOTS / f"{size}-{mode}-{name}.png")
         assert not problems, "\n".join(problems)
+        assert value_px["projector"] > value_px["normal"], value_px  # projector mode enlarges the numbers
+    finally:
+        context.close()
+
+
+def in_view(pg, locator) -> bool:
+    box = locator.bounding_box()
+    vw, vh = pg.viewport_size["width"], pg.viewport_size["height"]
+    return box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= vw \
+        and box["y"] + box["height"] <= vh
+
+
+def test_a_lesson_run_trains_with_its_controls_progress_and_chart_in_one_screen(browser, server):
+    """At 1366x768, without scrolling: the lesson's buttons say which run is which; while the lr-10 run
+    blows up, Start, Pause and Stop, the progress bar and the live chart are all on screen; the chart
+    shows the blow-up; the diverged model does not answer on Draw."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    try:
+        pg = context.new_page()
+        pg.goto(server.url + "/train")
+        settled(pg)
+        pg.locator(".stSelectbox").filter(has_text="Lesson").click()
+        pg.get_by_role("option", name="A learning rate far too high").click()
+        high, low = pg.get_by_role("button", name="lr 10 (far too high)"), pg.get_by_role("button", name="lr 0.1 (works)")
+        expect(high).to_be_visible()
+        expect(low).to_be_visible()
+        settled(pg)
+        assert not pg.evaluate(TRUNCATED)
+        high.click()
+        expect(pg.get_by_text(re.compile(r"^Ready: MNIST · seed MLP · SGD momentum 0.9 lr 10 · batch 64 · 1 epoch$"))).to_be_visible()
+        # a longer run first, to see the controls while it trains: the tutorial's MLP for 3 epochs
+        pg.goto(server.url + "/train?train.model=MLP&train.epochs=3")
+        settled(pg)
+        pg.get_by_role("button", name="Start").click()
+        progress = pg.locator("[data-testid=stProgress]").first
+        expect(progress).to_be_visible(timeout=90_000)
+        chart = pg.locator(".st-key-train-live .js-plotly-plot").first
+        expect(chart).to_be_visible()
+        buttons = [pg.get_by_role("button", name=n, exact=True) for n in ("Start", "Pause", "Stop")]
+        assert pg.evaluate("() => window.scrollY") == 0
+        for item in [*buttons, progress, chart]:
+            assert in_view(pg, item), f"{item} is not on the 1366x768 screen while training"
+        assert [b.inner_text().split()[-1] for b in buttons] == ["Start", "Pause", "Stop"]  # after the icon
+        pg.screenshot(path=SHOTS / "training-1366x768.png")
+        pg.get_by_role("button", name="Stop", exact=True).click()
+        expect(pg.get_by_text(re.compile(r"Run stopped\."))).to_be_visible(timeout=60_000)
     finally:
         context.close()
