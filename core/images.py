@@ -22,6 +22,12 @@ MAX_FILE_BYTES = 10 * 1024 * 1024  # a photo of a digit is far smaller
 # or a panorama, not a digit. A larger JPEG is decoded at 1/2, 1/4 or 1/8 scale to fit.
 MAX_PIXELS = 16_000_000
 
+# Raster formats only. EPS is left out above all: PIL reads it by running Ghostscript on it.
+_RASTER_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "ICO", "CUR", "ICNS", "DDS", "TGA",
+                   "PPM", "PCX", "SGI", "QOI", "JPEG2000", "PSD", "XBM", "XPM", "IM", "SUN")
+Image.init()
+FORMATS = tuple(f for f in _RASTER_FORMATS if f in Image.OPEN)  # those this PIL can open
+
 _GREY_MODES = ("1", "L")
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
@@ -43,7 +49,7 @@ def load_image_bytes(data: bytes, source: str = "the file", max_pixels: int = MA
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
             _fit_budget(img, source, max_pixels)
             if getattr(img, "is_animated", False):
                 img.seek(0)  # the first frame of an animation

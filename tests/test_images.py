@@ -78,6 +78,14 @@ def test_files_that_are_not_images_are_refused(data, message):
         load_image_bytes(data)
 
 
+def test_postscript_is_not_read_at_all():
+    """PIL reads EPS by running Ghostscript on it: a program, not pixels."""
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 0 moveto 28 28 lineto stroke\n%%EOF\n"
+    assert Image.open(io.BytesIO(eps)).format == "EPS"  # the control: PIL alone would take it
+    with pytest.raises(ImageError, match="not an image"):
+        load_image_bytes(eps)
+
+
 def test_a_truncated_image_is_refused():
     data = encode(Image.fromarray(255 - digit_ink(400)), "PNG")
     with pytest.raises(ImageError, match="truncated or damaged"):
