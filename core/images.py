@@ -97,11 +97,14 @@ def _to_array(img: Image.Image) -> np.ndarray:
     if img.mode in _WIDE_MODES:
         if img.mode.startswith("I;16"):
             wide = np.asarray(img).astype(np.uint32)
-            return (wide * 255 // 65535).astype(np.uint8)  # 65535 -> 255, as 8-bit files read
+            wide *= 255
+            wide //= 65535  # 65535 -> 255, as 8-bit files read
+            return wide.astype(np.uint8)
         arr = np.asarray(img, dtype=np.float32)
         arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
         top = max(float(arr.max()), 1.0)
-        arr *= np.float32(255.0 / top)
+        arr /= np.float32(top)
+        arr *= np.float32(255.0)
         return np.clip(arr, 0, 255, out=arr).astype(np.uint8)
     if img.mode == "L" or img.mode == "RGBA":
         return np.asarray(img)
