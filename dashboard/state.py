@@ -50,7 +50,6 @@ class AppSession:
     canvas_generation: int = 0
     last_drawing: object = None  # the last canvas pixels, re-read while weights change
     canvas_bytes: bytes | None = None  # the PNG those pixels came from
-    stale_canvas: bytes | None = None  # after Clear: the old PNG, ignored until the canvas reports anew
     saved_run_id: str | None = None
     save_error: str | None = None
     train_config: object = None  # the settings the Train page shows now (a TrainConfig)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from core.classset import ClassSet, ClassSetError
 from core.inference import classify
 from dashboard import inside, state, widgets
+from dashboard.digitcanvas import digit_canvas
 
 CANVAS_PX = 280  # 10x MNIST's 28: a 20 px brush then scales to MNIST's 2-pixel strokes
 BRUSH_PX = 20
@@ -19,10 +19,10 @@ training = widgets.run_active()
 
 
 def clear() -> None:
-    """Empty the canvas in place (a new ``initial_drawing``); remounting it could swallow the next stroke."""
+    """Empty the canvas in place (a new generation); a drawing it sent before is then ignored."""
     sess.canvas_generation += 1
     sess.last_drawing = None
-    sess.stale_canvas = sess.canvas_bytes  # the canvas reports the old drawing until it has emptied itself
+    sess.canvas_bytes = None
 
 
 TRUE_LABEL = "draw.true_label"
@@ -124,22 +124,15 @@ def draw_area() -> None:
     # the whole canvas is always seen, and only what is seen can be drawn on
     with st.container(horizontal=True, gap="medium", key="draw-row"):
         with st.container(width=size, key="draw-canvas"):
-            canvas = st_canvas(stroke_width=PROJECTOR_BRUSH_PX if big else BRUSH_PX, stroke_color="#FFFFFF",
-                               background_color="#000000", height=size, width=size, drawing_mode="freedraw",
-                               return_image_data=True, update_streamlit=True, key=state.CANVAS_KEY,
-                               initial_drawing={"objects": [], "cleared": sess.canvas_generation})
+            pixels, png = digit_canvas(size, PROJECTOR_BRUSH_PX if big else BRUSH_PX, sess.canvas_generation,
+                                       key=state.CANVAS_KEY)
             st.button("Clear", on_click=clear, icon=":material/ink_eraser:", key="draw.clear")
-            png = canvas.image_bytes
-            if png is not None and png != sess.stale_canvas:
-                sess.stale_canvas = None
+            if png is not None and png != sess.canvas_bytes:
                 sess.canvas_bytes = png
-                pixels = canvas.image_data
-                if pixels is not None and (np.asarray(pixels)[..., :3] > 64).any():
+                if (pixels[..., :3] > 64).any():
                     sess.last_drawing = pixels
                     if sess.flash and sess.flash[0] in ("added", "add-error"):
                         sess.flash = None  # a new stroke: the message about the last drawing has done its job
-                else:
-                    sess.last_drawing = None  # the canvas emptied itself (after Clear or Add, or its own bin)
         with st.container(key="draw-answer"):
             answer_panel()
     class_set_ui()
