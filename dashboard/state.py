@@ -160,13 +160,9 @@ def projector_on() -> bool:
     return bool(st.session_state.get(PROJECTOR, False))
 
 
-def liveness_probe():
-    """A callable that tells a training thread whether this browser session is still connected."""
-    from streamlit.runtime import Runtime
+def owner() -> str:
+    """Who a run started here belongs to (core.live): for now, this browser session."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
-    if ctx is None or not Runtime.exists():
-        return None  # headless tests: no browser to lose
-    runtime, session_id = Runtime.instance(), ctx.session_id
-    return lambda: runtime.is_active_session(session_id)
+    return ctx.session_id if ctx is not None else "headless"

@@ -7,6 +7,7 @@ import time
 
 import streamlit as st
 
+from core.live import live_runs
 from dashboard import state
 
 
@@ -54,6 +55,8 @@ def sidebar() -> None:
         if run is None:
             return
         view = run.view(since_batch=10**12)
+        if not run.done:
+            live_runs().watch(run.id)  # any page of the owner's keeps the run from counting as idle
         if run.done:
             if sess.adopt_finished_run():
                 st.rerun()  # the whole page: buttons and the current model change

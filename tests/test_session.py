@@ -64,24 +64,6 @@ def test_a_queued_run_can_be_stopped_before_it_starts(mnist):
     assert blocker.join(timeout=30)
 
 
-def test_a_run_whose_owner_is_gone_stops_by_itself(mnist):
-    owner_here = threading.Event()
-    owner_here.set()
-    run = TrainingRun(cfg(epochs=200, train_subset=None), mnist, slots=SlotPool(1),
-                      liveness=owner_here.is_set, liveness_grace_s=0.5).start()
-    assert wait_for(lambda: len(run.view().batches) > 5)
-    owner_here.clear()  # the browser tab closed
-    assert run.join(timeout=15), "the run should stop within the grace period and a batch"
-    assert run.view().end.reason == "stopped"
-
-
-def test_a_brief_disconnect_within_the_grace_period_does_not_stop_the_run(mnist):
-    flips = iter([True, False, True] + [True] * 10_000)
-    run = TrainingRun(cfg(epochs=2), mnist, slots=SlotPool(1), liveness=lambda: next(flips),
-                      liveness_grace_s=30).start()
-    assert run.join(timeout=120) and run.view().end.reason == "finished"
-
-
 def test_pause_and_resume_through_the_run(mnist):
     run = TrainingRun(cfg(epochs=50), mnist, slots=SlotPool(1)).start()
     assert wait_for(lambda: len(run.view().batches) > 3)

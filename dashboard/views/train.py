@@ -13,8 +13,7 @@ import torch
 from core import lessons as L
 from core import models as M
 from core.data import Augment, DataUnavailableError, dataset_info, random_affine
-from core.runs import RunStore
-from core.session import TrainingRun
+from core.live import live_runs
 from core.trainer import TrainConfig, available_devices
 from dashboard import charts, state, trainform, widgets, words
 
@@ -165,8 +164,7 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
         if st.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
                      key="train.start_button", help="Train with the settings on this page."):
             sess.runs_started += 1
-            sess.run = TrainingRun(cfg, liveness=state.liveness_probe(), store=RunStore(),
-                                   name=run_name(cfg)).start()
+            sess.run = live_runs().start(owner=state.owner(), config=cfg, name=run_name(cfg))
             st.rerun()
         paused = run is not None and run.view(since_batch=10**12).state == "paused"
         if st.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
@@ -249,6 +247,8 @@ def live_panel() -> None:
     cache = sess._built.setdefault("train_view", {"ticket": None, "steps": [], "losses": [], "last": None})
     if cache["ticket"] != run.ticket:
         cache.update(ticket=run.ticket, steps=[], losses=[], last=None)
+    if not run.done:
+        live_runs().watch(run.id)  # someone is looking: the run is not idle
     view = run.view(since_batch=len(cache["steps"]))  # only the new batches are copied
     cache["steps"] += [b.step for b in view.batches]
     cache["losses"] += [b.loss for b in view.batches]
@@ -257,8 +257,9 @@ def live_panel() -> None:
     if run.done and sess.adopt_finished_run():
         st.rerun()  # the end of a run changes buttons and the current model: redraw the whole page
     if view.state == "queued":
+        eta = f", in about {widgets.format_seconds(view.estimated_start_s)}" if view.estimated_start_s else ""
         st.warning(f"Other runs are using this server's training slots. This run is number "
-                   f"{view.queue_position or 1} in line and starts by itself.")
+                   f"{view.queue_position or 1} in line and starts by itself{eta}.")
     elif view.start is None and view.end is None:
         st.info("Loading the data and building the model…")
     last = cache["last"]
