@@ -85,6 +85,7 @@ LAYOUT_CSS = """<style>
 .stApp [data-testid="stMetricLabel"], .stApp [data-testid="stMetricLabel"] * {
   white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
   overflow-wrap: break-word; }
+.stApp header button p { white-space: nowrap !important; overflow-wrap: normal; }  /* the page menu's "3 more" */
 /* a row of buttons or numbers wraps to the next line; it never squeezes one below its label's width */
 .stApp .st-key-train-buttons > *, .stApp .st-key-lesson-runs > *, .stApp .st-key-train-tiles > *,
 .stApp .st-key-eval-tiles > *, .stApp .st-key-models-tiles > * { flex-shrink: 0; max-width: 100%; }
@@ -120,6 +121,7 @@ html { font-size: 20px; }
 .stApp [data-testid="stVerticalBlockBorderWrapper"], .stApp [data-testid="stExpander"] details { border: 2px solid #000; }
 .stApp button { border-width: 2px !important; font-weight: 700; }
 .stApp .st-key-draw-answer h2 { font-size: 3.6rem !important; }  /* 72 px: read from the back row */
+@media (max-width: 480px) { .stApp .st-key-draw-answer h2 { font-size: 2.8rem !important; } }  /* a phone's width */
 .stApp .st-key-draw-answer h3 { font-size: 2rem !important; }
 </style>"""
 

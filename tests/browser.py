@@ -142,7 +142,10 @@ TRUNCATED = """() => {
     }
     // a button squeezed narrower than its words: the words spill out of it, or break inside a word
     for (const b of document.querySelectorAll('button')) {
-        const r = b.getBoundingClientRect(), text = (b.innerText || '').trim();
+        const r = b.getBoundingClientRect();
+        let text = b.innerText || '';  // the words, without the names of icons drawn from an icon font
+        for (const i of b.querySelectorAll('[data-testid="stIconMaterial"]')) text = text.replace(i.innerText, '');
+        text = text.trim();
         if (!text || r.width === 0 || b.closest('[data-testid="stSidebar"][aria-expanded="false"]')) continue;
         const range = document.createRange(); range.selectNodeContents(b);
         const t = range.getBoundingClientRect();

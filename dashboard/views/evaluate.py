@@ -30,7 +30,7 @@ images = state.test_split(ck.dataset).images
 widgets.back_to_bundled("eval.bundled")
 worst = int(np.argmin(ev.per_class_accuracy()))
 with st.container(horizontal=True, key="eval-tiles"):  # full numbers: a row wraps, never cuts one
-    st.metric("Test accuracy", f"{ev.accuracy:.2%}", width="content", help=words.term("test accuracy"))
+    st.metric("Accuracy", f"{ev.accuracy:.2%}", width="content", help=words.term("test accuracy"))
     st.metric("Mistakes", f"{int((ev.labels != ev.predictions).sum()):,}", width="content",
               help="Test images it got wrong, out of all of them.")
     st.metric("Hardest class", f"{classes[worst]} ({ev.per_class_accuracy()[worst]:.1%})", width="content",
