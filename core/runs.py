@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from core import checkpoint, paths
+from core import checkpoint, identity, paths
 from core.files import FileRefused, read_regular
 from core.trainer import BatchEvent, EndEvent, EpochEvent
 
@@ -67,6 +67,7 @@ class RunRecord:
     metrics: dict
     reason: str
     folder: Path
+    author: str = ""  # who started it (core.identity); "" for a run saved before authors were kept
 
     def batches(self) -> list[dict]:
         """One dict per logged batch; [] when the file is missing; RunError when it is damaged."""
@@ -189,14 +190,14 @@ class RunStore:
         return self.root / run_id
 
     def save(self, name: str, ckpt: checkpoint.Checkpoint, batches: list[BatchEvent], epochs: list[EpochEvent],
-             end: EndEvent) -> RunRecord:
+             end: EndEvent, author: str = "") -> RunRecord:
         now = _dt.datetime.now(_dt.timezone.utc)
         run_id = now.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         folder = self._folder(run_id)
         folder.mkdir(parents=True)
         meta = {"id": run_id, "name": clean_name(name), "created": now.replace(microsecond=0).isoformat(),
                 "settings": ckpt.train_config, "metrics": ckpt.metrics, "reason": end.reason,
-                "message": end.message}
+                "message": end.message, "author": identity.clean_owner(author)}
         checkpoint.save(ckpt, folder / "model.pt")
         checkpoint.atomic_write(folder / "batches.csv",
                                 _csv_bytes(batches, ["step", "epoch", "loss", "lr", "samples_per_s"]))
@@ -214,8 +215,10 @@ class RunStore:
             meta = _meta(folder)
         except RunError as err:
             raise RunError(f"run {run_id}: {err}") from None
+        author = meta.get("author")
         return RunRecord(run_id, clean_name(meta["name"]), meta["created"][:40], meta.get("settings", {}),
-                         meta.get("metrics", {}), meta.get("reason", "")[:40], folder)
+                         meta.get("metrics", {}), meta.get("reason", "")[:40], folder,
+                         identity.clean_owner(author) if isinstance(author, str) else "")
 
     def list(self) -> list[RunRecord]:
         """Newest first. A folder without run.json (a crash mid-save) is passed over; one whose run.json
@@ -247,18 +250,24 @@ class RunStore:
         return (f"{len(self.skipped)} run folder{'s' if len(self.skipped) > 1 else ''} in {self.root} could not be "
                 f"read and {'are' if len(self.skipped) > 1 else 'is'} not listed: {listed}")
 
-    def rename(self, run_id: str, name: str) -> RunRecord:
+    def rename(self, run_id: str, name: str, by: identity.Who | None = None) -> RunRecord:
+        """``by``: the person asking (core.identity.NotAllowed unless it is theirs or they are the teacher);
+        None for the server itself (the command line)."""
         folder = self._folder(run_id)
         try:
             meta = _meta(folder)
         except RunError as err:
             raise RunError(f"run {run_id}: {err}") from None
+        author = meta.get("author")
+        identity.require(by, identity.clean_owner(author) if isinstance(author, str) else "")
         meta["name"] = clean_name(name)
         checkpoint.atomic_write(folder / "run.json", json.dumps(meta, indent=2).encode())
         return self.get(run_id)
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, by: identity.Who | None = None) -> None:
         folder = self._folder(run_id)
+        if by is not None and not by.teacher:  # the teacher may also delete a run whose run.json is damaged
+            identity.require(by, self.get(run_id).author)
         if folder.resolve().parent != self.root.resolve():
             raise ValueError("refusing to delete outside the runs folder")
         shutil.rmtree(folder)
