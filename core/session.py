@@ -398,7 +398,8 @@ class TrainingRun:
                 remember_speed(self.config, end.samples_per_s)
             if self.result is not None and end.reason != "failed" and end.steps > 0 and self.store is not None:
                 try:  # here, by the server: a run nobody watches any more is kept too
-                    self.saved_id = self.store.save(self.name, self.result, batches, epochs, end).id
+                    self.saved_id = self.store.save(self.name, self.result, batches, epochs, end,
+                                                    author=self.owner).id
                 except OSError as err:
                     self.save_error = f"the run could not be saved to disk: {err}"
         finally:
