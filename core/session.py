@@ -179,6 +179,7 @@ class TrainingRun:
         self.saved_id: str | None = None
         self.save_error: str | None = None
         self.pid: int | None = None  # of a local worker process, while it lives
+        self.node: str | None = None  # the Ray node it trains on
         self.created = time.time()
         with _ticket_lock:
             self.ticket = next(_tickets)
@@ -339,7 +340,7 @@ class TrainingRun:
             import torch
 
             _, step, epoch, arrays = message
-            state = {k: torch.from_numpy(v) for k, v in arrays.items()}
+            state = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}  # ours: Ray hands read-only views
             self._snapshot = Snapshot(self.config.model, state, step, epoch)  # one reference swap
         elif kind == "result":
             try:

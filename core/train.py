@@ -1,19 +1,24 @@
 """Train from the command line: ``python -m core.train --model seed-cnn --epochs 3 --save my.pt``.
 
 The same ``Trainer`` as the dashboard, headless, with a progress bar on stderr. ``--json``
-makes the last line of stdout a JSON object of the final metrics.
+makes the last line of stdout a JSON object of the final metrics. With ``DIGITLAB_RAY_ADDRESS`` set
+the run trains on that Ray cluster instead of in this process. Ctrl-C stops the run between two
+batches: its end is printed and ``--save`` still writes its model (a second Ctrl-C quits at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import replace
 
 from core import checkpoint, models, presets
 from core.data import DATASETS, DataUnavailableError, load_dataset
+from core.executors import RAY_ADDRESS_ENV
 from core.trainer import (DEVICES, OPTIMIZERS, SCHEDULES, BatchEvent, EndEvent, EpochEvent, StartEvent,
                           TrainConfig, Trainer)
 
@@ -105,38 +110,128 @@ class ProgressBar:
             self.stream.write("\r" + " " * 100 + "\r")
 
 
+class Printer:
+    """The run's events as lines on stderr and a progress bar."""
+
+    def __init__(self, quiet: bool):
+        self.bar = ProgressBar(enabled=not quiet)
+        self.end: EndEvent | None = None
+
+    def __call__(self, ev) -> None:
+        log = sys.stderr
+        if isinstance(ev, StartEvent):
+            self.bar.start(ev)
+            print(f"training {ev.model} ({ev.parameters:,} parameters) on {ev.dataset} "
+                  f"({ev.train_samples:,} samples) on {ev.device}: {ev.total_steps:,} steps", file=log)
+        elif isinstance(ev, BatchEvent):
+            self.bar.batch(ev)
+        elif isinstance(ev, EpochEvent):
+            self.bar.clear()
+            print(f"epoch {ev.epoch}: train loss {ev.train_loss:.4f} acc {ev.train_acc:.2%} | "
+                  f"test loss {ev.test_loss:.4f} acc {ev.test_acc:.2%} | {ev.seconds:.1f}s", file=log, flush=True)
+        elif isinstance(ev, EndEvent):
+            self.bar.clear()
+            self.end = ev
+            print(f"{ev.reason}: {ev.message}", file=log, flush=True)
+
+
+class Interrupt:
+    """Ctrl-C stops the run the ordinary way (between batches, its end reported and saved); a second quits."""
+
+    def __init__(self, stop):
+        self.stop, self.asked = stop, False
+
+    def __enter__(self):
+        self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._old)
+
+    def _handle(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        print("\nstopping after this batch (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        self.stop()
+
+
+def train_here(trainer: Trainer, show: Printer):
+    """In this process; returns (the trained model, whether Ctrl-C stopped it)."""
+    with Interrupt(trainer.control.stop) as interrupt:
+        for ev in trainer.run():
+            show(ev)
+    return trainer.model, interrupt.asked
+
+
+def train_on_ray(cfg: TrainConfig, name: str, executor, show: Printer):
+    """On the Ray cluster of DIGITLAB_RAY_ADDRESS; returns (the model it sent back or None, whether Ctrl-C stopped it)."""
+    import threading
+
+    from core.session import SlotPool, TrainingRun
+
+    run = TrainingRun(cfg, name=name, executor=executor, slots=SlotPool(1)).start()
+    asked, tick = threading.Event(), threading.Event()
+    seen_batches, seen_epochs, started = 0, 0, False
+    with Interrupt(asked.set) as interrupt:  # the handler only sets a flag: run.stop() takes a lock
+        while True:
+            done = run.done
+            view = run.view(since_batch=seen_batches)
+            if view.start is not None and not started:
+                show(view.start)
+                started = True
+            for ev in view.batches:
+                show(ev)
+            seen_batches += len(view.batches)
+            for ev in view.epochs[seen_epochs:]:
+                show(ev)
+            seen_epochs = len(view.epochs)
+            if done:
+                if view.end is not None:
+                    show(view.end)
+                break
+            if asked.is_set() and view.state != "stopping":
+                run.stop()
+            tick.wait(0.2)
+    model = run.result.build() if run.result is not None else None
+    return model, interrupt.asked
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
+    executor = "ray" if address else "local"
     try:
         cfg = config_from_args(args)
-        dataset = load_dataset(cfg.dataset)
-        trainer = Trainer(cfg, dataset)
+        if address:
+            from core.executors import ExecutorUnavailable
+            from core.rayrun import RayExecutor
+
+            cfg.validate(cfg.train_subset or 60_000)  # the rest is checked where it trains
+            try:
+                ray_executor = RayExecutor(address)
+            except ExecutorUnavailable as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        else:
+            trainer = Trainer(cfg, load_dataset(cfg.dataset))
     except (ValueError, DataUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     log = sys.stderr
-    bar = ProgressBar(enabled=not args.quiet)
-    end: EndEvent | None = None
+    show = Printer(args.quiet)
     try:
-        for ev in trainer.run():
-            if isinstance(ev, StartEvent):
-                bar.start(ev)
-                print(f"training {ev.model} ({ev.parameters:,} parameters) on {ev.dataset} "
-                      f"({ev.train_samples:,} samples) on {ev.device}: {ev.total_steps:,} steps", file=log)
-            elif isinstance(ev, BatchEvent):
-                bar.batch(ev)
-            elif isinstance(ev, EpochEvent):
-                bar.clear()
-                print(f"epoch {ev.epoch}: train loss {ev.train_loss:.4f} acc {ev.train_acc:.2%} | "
-                      f"test loss {ev.test_loss:.4f} acc {ev.test_acc:.2%} | {ev.seconds:.1f}s", file=log)
-            elif isinstance(ev, EndEvent):
-                bar.clear()
-                end = ev
-                print(f"{ev.reason}: {ev.message}", file=log)
+        if address:
+            model, interrupted = train_on_ray(cfg, args.name, ray_executor, show)
+        else:
+            model, interrupted = train_here(trainer, show)
     except KeyboardInterrupt:
-        trainer.control.stop()
         print("interrupted", file=log)
         return 130
+    end = show.end
+    if end is None:
+        print("failed: the run ended without a result", file=log)
+        return 1
     metrics = {
         "reason": end.reason,
         "test_acc": end.test_acc,
@@ -144,23 +239,29 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": end.epochs,
         "steps": end.steps,
         "samples_per_second": round(end.samples_per_s, 1),
+        "executor": executor,
     }
-    if args.pen_eval and cfg.dataset == "mnist" and end.reason != "failed":
+    if args.pen_eval and cfg.dataset == "mnist" and end.reason != "failed" and model is not None and end.steps > 0:
         from core import pendigits
 
         try:
-            metrics.update(pendigits.pen_accuracy(trainer.model))
+            metrics.update(pendigits.pen_accuracy(model))
             print(f"accuracy on the {pendigits.SET_NAME}: {metrics['pen_acc']:.2%} "
                   f"(worst: {metrics['pen_worst']} {metrics['pen_worst_acc']:.2%})", file=log)
         except pendigits.PenDigitsUnavailable as err:
             print(f"no pen-written score: {err}", file=log)
     if args.save:
-        ckpt = checkpoint.from_model(trainer.model, cfg.model, dataset=cfg.dataset, train_config=cfg.to_dict(),
-                                     metrics=metrics, name=args.name)
-        path = checkpoint.save(ckpt, args.save)
-        print(f"saved {path}", file=log)
+        if model is None or end.reason == "failed":
+            print(f"nothing saved: the run {end.reason} without a model", file=log)
+        else:
+            ckpt = checkpoint.from_model(model, cfg.model, dataset=cfg.dataset, train_config=cfg.to_dict(),
+                                         metrics=metrics, name=args.name)
+            path = checkpoint.save(ckpt, args.save)
+            print(f"saved {path}", file=log)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(metrics), flush=True)
+    if interrupted:
+        return 130
     return 0 if end.reason != "failed" else 1
 
 

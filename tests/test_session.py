@@ -1,12 +1,18 @@
-"""Training runs in background threads: slots, queueing, owners that go away."""
+"""Training runs in worker processes: slots, queueing, a worker that dies, seeds, owners, idle runs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
+
+import pytest
+import torch
 
 from core import models as M
 from core.session import SlotPool, TrainingRun
-from core.trainer import TrainConfig
+from core.trainer import BatchEvent, TrainConfig, Trainer
 
 
 def cfg(**kw) -> TrainConfig:
@@ -101,3 +107,134 @@ def test_stopping_a_paused_run_stops_its_paused_clock(mnist):
     assert run.join(timeout=30)
     first = run.view().paused_for
     assert not wait_for(lambda: run.view().paused_for > first, timeout=0.3)
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+def test_a_worker_killed_mid_run_fails_that_run_only_and_the_next_run_starts(mnist):
+    pool = SlotPool(2)
+    victim = TrainingRun(cfg(epochs=200, train_subset=None), slots=pool).start()
+    other = TrainingRun(cfg(epochs=200, train_subset=None), slots=pool).start()
+    assert wait_for(lambda: len(victim.view().batches) > 5 and len(other.view().batches) > 5)
+    pid = victim.pid
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    assert victim.join(timeout=30)
+    end = victim.view().end
+    assert end.reason == "failed" and end.message.startswith("failed: the training process died (SIGKILL")
+    assert end.steps > 5 and victim.result is None and victim.saved_id is None
+    n = len(other.view().batches)
+    assert wait_for(lambda: len(other.view().batches) > n + 20)  # the other run trains on
+    assert not other.done
+    other.stop()
+    assert other.join(timeout=30) and other.view().end.reason == "stopped"
+    after = TrainingRun(cfg(), slots=pool).start()
+    assert after.join(timeout=60) and after.view().end.reason == "finished" and pool.busy == 0
+
+
+def test_two_seeded_runs_at_once_each_repeat_a_headless_run_while_the_server_builds_models(mnist):
+    a_cfg, b_cfg = cfg(model=M.CNNConfig(), seed=3, augment=True), cfg(seed=4, optimizer="adam", lr=1e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # as each of two slots' workers: sums in the same order
+    try:
+        expected = {c: [e.loss for e in Trainer(c, mnist).run() if isinstance(e, BatchEvent)] for c in (a_cfg, b_cfg)}
+    finally:
+        torch.set_num_threads(threads)
+    busy = threading.Event()
+
+    def build_models():  # what the Draw and Train pages do in the server: draw from PyTorch's global RNG
+        while not busy.is_set():
+            M.build_model(M.CNNConfig())
+            torch.rand(100)
+
+    builder = threading.Thread(target=build_models, daemon=True)
+    builder.start()
+    try:
+        runs = {c: TrainingRun(c, slots=SlotPool(2)).start() for c in (a_cfg, b_cfg)}
+        for c, run in runs.items():
+            assert run.join(timeout=120) and run.view().end.reason == "finished"
+            assert [b.loss for b in run.view().batches] == expected[c]
+    finally:
+        busy.set()
+        builder.join()
+
+
+def test_a_queued_run_knows_its_place_and_when_it_should_start(mnist):
+    from core import session as S
+
+    pool = SlotPool(1)
+    first = TrainingRun(cfg(epochs=200, train_subset=None), slots=pool).start()
+    assert wait_for(lambda: len(first.view().batches) >= 20)
+    second = TrainingRun(cfg(epochs=2), slots=pool).start()
+    third = TrainingRun(cfg(epochs=1), slots=pool).start()
+    assert wait_for(lambda: third.queue_position == 2)
+    assert second.queue_position == 1 and first.queue_position is None and first.estimated_start_s is None
+    status = first.status()
+    assert status.batches == [] and status.last_batch is not None  # cheap: no batch list copied
+    # the first run's remaining time from its own progress and speed
+    elapsed = time.perf_counter() - status.started_at - status.paused_for
+    left = elapsed / status.last_batch.step * (status.start.total_steps - status.last_batch.step)
+    eta2, eta3 = second.estimated_start_s, third.estimated_start_s
+    assert eta2 == pytest.approx(left, rel=0.2)
+    assert eta3 - eta2 == pytest.approx(S.expected_seconds(second.config), rel=0.1)
+    assert second.view().estimated_start_s == pytest.approx(eta2, rel=0.2)
+    first.stop()
+    assert second.join(timeout=60) and third.join(timeout=60)
+    assert third.view().end.reason == "finished" and third.estimated_start_s is None
+    # a finished run teaches the estimate its speed
+    assert S.expected_samples_per_s(third.config) == third.view().end.samples_per_s
+
+
+def test_the_training_nice_value_applies_to_the_whole_worker(mnist, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_TRAINING_NICE", "7")
+    run = TrainingRun(cfg(epochs=200, train_subset=None), slots=SlotPool(1)).start()
+    assert wait_for(lambda: len(run.view().batches) > 3)
+    threads = os.listdir(f"/proc/{run.pid}/task")
+    nice = [int(open(f"/proc/{run.pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[16]) for t in threads]
+    run.stop()
+    assert run.join(timeout=30)
+    assert len(threads) > 1 and set(nice) == {7}  # every thread, PyTorch's pool included
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the server itself is untouched
+
+
+# ----------------------------------------------------------------------------- the registry
+
+def test_runs_belong_to_their_owner_and_are_found_again(mnist, runs_folder):
+    from core.live import LiveRuns
+
+    live = LiveRuns(idle_timeout_s=600)
+    a1 = live.start("ada", cfg(), name="first")
+    assert a1.join(timeout=60)
+    a2 = live.start("ada", cfg(epochs=200, train_subset=None))
+    b1 = live.start("bo", cfg(epochs=200, train_subset=None))
+    assert live.get(a2.id) is a2 and live.get("nope") is None and len({a1.id, a2.id, b1.id}) == 3
+    assert live.of("ada") == [a2, a1] and live.of("bo") == [b1] and live.all() == [b1, a2, a1]
+    assert live.active("ada") is a2 and live.active("cy") is None
+    assert a1.owner == "ada" and a1.saved_id is not None  # saved by the server, as before
+    for run in (a2, b1):
+        run.stop()
+        assert run.join(timeout=60)
+    assert live.active("ada") is None and live.of("ada") == [a2, a1]
+
+
+def test_a_run_nobody_watches_stops_after_the_idle_time_and_a_watched_one_goes_on(mnist):
+    from core.live import LiveRuns
+
+    live = LiveRuns(idle_timeout_s=1.5)
+    watched = live.start("ada", cfg(epochs=200, train_subset=None))
+    unwatched = live.start("bo", cfg(epochs=200, train_subset=None))
+    watching = threading.Event()
+
+    def page():  # the sidebar's fragment, once a second
+        while not watching.wait(0.5):
+            live.watch(watched.id)
+
+    threading.Thread(target=page, daemon=True).start()
+    try:
+        assert unwatched.join(timeout=60)
+        end = unwatched.view().end
+        assert end.reason == "stopped" and end.message.startswith("stopped: nobody had this run open for 1.5 seconds")
+        assert not watched.done
+    finally:
+        watching.set()
+    assert watched.join(timeout=60) and "nobody had this run open" in watched.view().end.message
