@@ -46,8 +46,9 @@ except ImportError:  # not on Windows: one process at a time there, guarded by a
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
-from core import checkpoint, paths
+from core import checkpoint, identity, paths
 from core.data import DATASETS, DatasetInfo
 from core.files import FileRefused, read_regular, shown
 from core.images import MAX_FILE_BYTES, ImageError, load_image_bytes
@@ -65,6 +66,7 @@ IMPORT_TOTAL_PIXELS = 500_000_000  # all the distinct images one zip lists
 IMPORT_BATCH = 32  # drawings stored per turn of the lock
 _MB = 1024 * 1024
 SCORE_BATCH = 1000  # drawings per forward pass: bounded memory whatever the model's width
+AUTHOR_CHUNK = "digitlab:author"  # a PNG text chunk: who added the drawing (core.identity), if known
 EMPTY_MESSAGE = "the class set is empty: add drawings on the Draw page or import a zip"
 NOT_A_ZIP = "not a zip file: a class set is exported as a .zip of PNG images and labels.csv"
 
@@ -131,10 +133,25 @@ def _refusal(img: np.ndarray) -> str:
     return "" if pre.ok else pre.message
 
 
-def _png(img: np.ndarray) -> bytes:
+def _png(img: np.ndarray, author: str = "") -> bytes:
+    """The stored file; its author, if known, in a text chunk (the pixels and so the id are the same)."""
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
+    info = None
+    author = identity.clean_owner(author)
+    if author:
+        info = PngInfo()
+        info.add_itxt(AUTHOR_CHUNK, author)
+    Image.fromarray(img).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def _author_of(png: bytes) -> str:
+    try:
+        with Image.open(io.BytesIO(png)) as img:  # the text chunk sits before the pixels: they are not decoded
+            text = img.info.get(AUTHOR_CHUNK, "")  # .text would decode the pixels to look after them
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return ""
+    return identity.clean_owner(text) if isinstance(text, str) else ""
 
 
 def _full_message() -> str:
@@ -224,6 +241,21 @@ class ClassSet:
         with Image.open(io.BytesIO(self._bytes(d))) as img:
             return np.asarray(img.convert("L"))
 
+    def author(self, d: Drawing) -> str:
+        """Who added it ("" when unknown: added before authors were kept, or unreadable)."""
+        try:
+            return _author_of(self._bytes(d))
+        except (OSError, ValueError):  # removed meanwhile, or not a file
+            return ""
+
+    def _check_allowed(self, ids, by: identity.Who | None) -> None:
+        """NotAllowed unless ``by`` added every one of these drawings (or is the teacher, or None: the server)."""
+        if by is None or by.teacher:
+            return
+        for d in self.list():
+            if d.id in ids:
+                identity.require(by, self.author(d))
+
     # ------------------------------------------------------------------ writing
 
     @contextlib.contextmanager
@@ -268,8 +300,8 @@ class ClassSet:
         except OSError:
             pass
 
-    def add(self, pixels: np.ndarray, label: int, background: str = "auto") -> Drawing:
-        """Store a canvas as a drawing of ``label``.
+    def add(self, pixels: np.ndarray, label: int, background: str = "auto", author: str = "") -> Drawing:
+        """Store a canvas as a drawing of ``label``, by ``author`` (kept inside the PNG).
 
         The same drawing added again returns the stored one; with another label it is relabelled
         (the author picked the wrong digit, then the right one). Two people adding the same drawing
@@ -284,7 +316,7 @@ class ClassSet:
         existing = self.find(drawing_id)
         if existing is not None and existing.label == label:
             return existing  # nothing to change, no need to wait for the lock
-        tmp = None if existing is not None else self._stage(_png(img))
+        tmp = None if existing is not None else self._stage(_png(img, author))
         try:
             with self._locked():
                 existing = self.find(drawing_id)
@@ -293,7 +325,7 @@ class ClassSet:
                 if len(self) >= MAX_ITEMS:
                     raise ClassSetError(_full_message())
                 if tmp is None:  # it was there a moment ago and has been removed meanwhile
-                    tmp = self._stage(_png(img))
+                    tmp = self._stage(_png(img, author))
                 path = self.root / f"{label}-{drawing_id}.png"
                 os.replace(tmp, path)
                 tmp = None
@@ -312,8 +344,9 @@ class ClassSet:
             raise ClassSetError(f"no drawing {d.id!r} in the class set: it may have been removed") from None
         return Drawing(d.id, label, path)
 
-    def relabel(self, drawing_id: str, label: int) -> Drawing:
+    def relabel(self, drawing_id: str, label: int, by: identity.Who | None = None) -> Drawing:
         label = _check_label(label)
+        self._check_allowed({drawing_id}, by)
         if self.find(drawing_id) is None:
             raise ClassSetError(f"no drawing {str(drawing_id)[:40]!r} in the class set: it may have been removed")
         with self._locked():
@@ -322,9 +355,11 @@ class ClassSet:
                 raise ClassSetError(f"no drawing {drawing_id!r} in the class set: it may have been removed")
             return d if d.label == label else self._move(d, label)
 
-    def remove(self, ids) -> int:
-        """How many were removed; unknown ids are ignored."""
+    def remove(self, ids, by: identity.Who | None = None) -> int:
+        """How many were removed; unknown ids are ignored. ``by``: the person asking (NotAllowed for a
+        drawing someone else added, unless they are the teacher); None for the server itself."""
         wanted = {ids} if isinstance(ids, str) else set(ids)
+        self._check_allowed(wanted, by)
         if not any(_NAME.match(n).group(2) in wanted for n in self._names()):
             return 0
         removed = 0
@@ -367,8 +402,14 @@ class ClassSet:
         self._sync_folder()
         return outcomes
 
-    def clear(self) -> int:
+    def clear(self, by: identity.Who | None = None) -> int:
+        """Every drawing: the teacher's to do (``by`` None: the server itself)."""
+        identity.require_teacher(by)
         return self.remove({d.id for d in self.list()})
+
+    def remove_own(self, by: identity.Who) -> int:
+        """Every drawing ``by`` added (as a name, or as a guest in this session)."""
+        return self.remove({d.id for d in self.list() if by.owns(self.author(d))}, by)
 
     # ------------------------------------------------------------------ zip
 
@@ -376,8 +417,7 @@ class ClassSet:
         """``images/<id>.png`` + ``labels.csv``, in list order; the same set gives the same bytes."""
         buf, rows = io.BytesIO(), io.StringIO()
         writer = csv.writer(rows, lineterminator="\n")
-        writer.writerow(["file", "label"])
-        written = set()
+        written, listed = set(), []
         with zipfile.ZipFile(buf, "w") as zf:
             for d in self.list():
                 if d.id in written:  # one name per drawing, even in a folder that holds one under two labels
@@ -388,13 +428,21 @@ class ClassSet:
                     continue
                 written.add(d.id)
                 zf.writestr(zipfile.ZipInfo(d.member, (1980, 1, 1, 0, 0, 0)), png)
-                writer.writerow([d.member, d.label])
+                listed.append((d.member, d.label, _author_of(png)))
+            with_authors = any(identity.is_named(author) for _, _, author in listed)  # a set without any keeps file,label
+            writer.writerow(["file", "label", "author"] if with_authors else ["file", "label"])
+            for member, label, author in listed:
+                writer.writerow([member, label, identity.shown(author) if identity.is_named(author) else ""]
+                                if with_authors else [member, label])
             info = zipfile.ZipInfo("labels.csv", (1980, 1, 1, 0, 0, 0))
             zf.writestr(info, rows.getvalue().encode(), compress_type=zipfile.ZIP_DEFLATED)
         return buf.getvalue()
 
-    def import_zip(self, data: bytes) -> ImportReport:
+    def import_zip(self, data: bytes, author: str = "") -> ImportReport:
         """Add the drawings of an exported zip (or one made by hand: black-on-white scans are fine).
+
+        Each drawing keeps the author its labels.csv names (an optional third column, ``author``);
+        a row without one is filed under ``author``, who imports it.
 
         Whole-zip problems raise ClassSetError; a bad row is skipped with its reason.
         """
@@ -429,9 +477,9 @@ class ClassSet:
             if len(rows) > room:
                 raise ClassSetError(f"labels.csv lists {len(rows)} drawings but only {room} more fit (a class set "
                                     f"holds at most {MAX_ITEMS}): remove drawings or import a smaller zip")
-            return self._import_rows(zf, members, base, rows)
+            return self._import_rows(zf, members, base, rows, author)
 
-    def _import_rows(self, zf, members, base: str, rows) -> ImportReport:
+    def _import_rows(self, zf, members, base: str, rows, author: str = "") -> ImportReport:
         """Each distinct image is read once, within the pixel budgets; drawings are stored in batches."""
         report = ImportReport(0, 0, [])
         skipped: list[tuple[int, str]] = []  # (row, line): put back in row order at the end
@@ -439,7 +487,7 @@ class ClassSet:
         refused_ids: dict[str, str] = {}  # drawing id -> why it was not stored ("full")
         sizes: dict[str, tuple[int, int] | None] = {}
         total = 0
-        for _, (name, label_text) in rows:  # headers only, to refuse a zip too big to read before reading it
+        for _, (name, label_text, _) in rows:  # headers only, to refuse a zip too big to read before reading it
             info = members.get(base + name)
             if info is None or base + name in sizes or not re.fullmatch(r"[0-9]", label_text):
                 continue
@@ -464,7 +512,7 @@ class ClassSet:
             batch.clear()
 
         try:
-            for row, (line, (name, label_text)) in enumerate(rows):
+            for row, (line, (name, label_text, row_author)) in enumerate(rows):
                 shown_name = shown(name or f"labels.csv line {line}", 120)
                 if not re.fullmatch(r"[0-9]", label_text):
                     skipped.append((row, f"{shown_name}: label {label_text[:40]!r} is not a digit 0-9 "
@@ -481,7 +529,8 @@ class ClassSet:
                 if img is not None:
                     known[member] = (drawing_id, None)  # the pixels are not kept: the id is enough from now on
                 # a member listed again, or a drawing the set has: nothing to write
-                tmp = None if img is None or self.find(drawing_id) is not None else self._stage(_png(img))
+                tmp = None if img is None or self.find(drawing_id) is not None else \
+                    self._stage(_png(img, identity.clean_name(row_author) or author))
                 batch.append((row, shown_name, drawing_id, int(label_text), tmp))
                 if len(batch) >= IMPORT_BATCH:
                     flush()
@@ -528,8 +577,9 @@ class ClassSet:
         return _pixel_id(img), img
 
     @staticmethod
-    def _read_labels(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[tuple[int, tuple[str, str]]]:
-        """(line number, (file, label text)) for each non-empty row; a header row is dropped."""
+    def _read_labels(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[tuple[int, tuple[str, str, str]]]:
+        """(line number, (file, label text, author)) for each non-empty row; a header row is dropped.
+        The author column is optional (empty when missing)."""
         try:
             text = _read_member(zf, info).decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -549,7 +599,10 @@ class ClassSet:
                 continue
             if line == 1 and len(cells) >= 2 and cells[1].lower() == "label":
                 continue  # the header: "file,label" or any first column name
-            rows.append((line, (cells[0], cells[1] if len(cells) == 2 else "")))
+            if len(cells) == 3:
+                rows.append((line, (cells[0], cells[1], cells[2])))
+            else:
+                rows.append((line, (cells[0], cells[1] if len(cells) == 2 else "", "")))
         return rows
 
 

@@ -200,3 +200,43 @@ def test_a_runs_class_set_accuracy_is_computed_once_per_class_set(tmp_path, monk
     assert scores.score(rec, None, one) == 0.5 and scores.score(rec, None, one) == 0.5
     assert len(calls) == 1
     assert scores.score(rec, None, two) == 0.5 and len(calls) == 2
+
+
+# ---------------------------------------------------------------------- the class set's authors
+
+def test_a_drawing_keeps_its_author_inside_its_file_once_through_export_and_import(tmp_path):
+    import csv
+    import io
+    import zipfile
+
+    from core.classset import ClassSet
+    from tests.apptest import drawing
+
+    cs = ClassSet(tmp_path / "a")
+    mine = cs.add(drawing(3), 3, background="dark", author="Ana")
+    theirs = cs.add(drawing(7), 7, background="dark", author="Ben")
+    assert (cs.author(mine), cs.author(theirs)) == ("Ana", "Ben")
+    assert len(list((tmp_path / "a").iterdir())) == 2  # each drawing stored once, no index beside them
+    with pytest.raises(NotAllowed, match="Ben's"):
+        cs.remove([theirs.id], by=ANA)
+    with pytest.raises(NotAllowed):
+        cs.relabel(theirs.id, 1, by=ANA)
+    with pytest.raises(NotAllowed):
+        cs.clear(by=ANA)
+    assert cs.relabel(mine.id, 8, by=ANA).label == 8 and cs.author(cs.find(mine.id)) == "Ana"
+    data = cs.export_zip()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read("labels.csv").decode())))
+    assert sorted((r["label"], r["author"]) for r in rows) == [("7", "Ben"), ("8", "Ana")]
+    other = ClassSet(tmp_path / "b")
+    assert other.import_zip(data, author="Zoe").added == 2
+    assert sorted(other.author(d) for d in other.list()) == ["Ana", "Ben"]  # the column wins over the importer
+    plain = ClassSet(tmp_path / "c")
+    plain.add(drawing(1), 1, background="dark")  # no author: labels.csv stays file,label
+    with zipfile.ZipFile(io.BytesIO(plain.export_zip())) as zf:
+        assert zf.read("labels.csv").decode().splitlines()[0] == "file,label"
+    fresh = ClassSet(tmp_path / "d")
+    fresh.import_zip(plain.export_zip(), author="Zoe")
+    assert [fresh.author(d) for d in fresh.list()] == ["Zoe"]  # no column: filed under whoever imported it
+    assert cs.remove_own(ANA) == 1 and [d.id for d in cs.list()] == [theirs.id]
+    assert cs.clear(by=Who("T", "s0", teacher=True)) == 1
