@@ -6,13 +6,14 @@ Streamlit calls happen only in the script thread. The training thread lives insi
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 import torch.nn as nn
 
-from core import checkpoint, paths, pendigits
+from core import checkpoint, identity, paths, pendigits
 from core.data import DatasetInfo, dataset_info
 from core.session import TrainingRun
 
@@ -21,6 +22,9 @@ SESSION = "digitlab.session"
 CANVAS_KEY = "digitlab.canvas"
 PROJECTOR = "projector"  # the projector-mode toggle (in the sidebar of every page, and in the URL)
 TRAIN_PREFIX = "train."  # the Train page's widgets (persisted across pages and mirrored in the URL)
+STUDENT = "student"  # the name box in the side panel, kept across pages and in the URL: ?student=Ana
+SESSION_ID = "digitlab.session_id"
+TEACHER = "digitlab.teacher"  # True once this session has entered the teacher key (never the key itself)
 
 
 UNHEALTHY = ("diverged", "failed")  # runs whose model never answers unless a person picks it
@@ -160,9 +164,38 @@ def projector_on() -> bool:
     return bool(st.session_state.get(PROJECTOR, False))
 
 
-def owner() -> str:
-    """Who a run started here belongs to (core.live): for now, this browser session."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
+def session_id() -> str:
+    """This browser session's own random id (a guest's runs and drawings are filed under it)."""
+    if SESSION_ID not in st.session_state:
+        st.session_state[SESSION_ID] = secrets.token_hex(8)
+    return st.session_state[SESSION_ID]
 
-    ctx = get_script_run_ctx()
-    return ctx.session_id if ctx is not None else "headless"
+
+def who() -> identity.Who:
+    """This browser session's person: the name in the side panel (and the URL), and the teacher key if entered."""
+    name = identity.clean_name(st.session_state.get(STUDENT) or "")
+    return identity.Who(name, session_id(), bool(st.session_state.get(TEACHER)))
+
+
+def owner() -> str:
+    """Who a run started here belongs to (core.live): the name, or this browser session for a guest."""
+    return who().owner
+
+
+def may_manage(owner_of_it: str) -> bool:
+    return identity.may_manage(who(), owner_of_it)
+
+
+def attach_run() -> None:
+    """Show this person's run wherever they are: after a reload, on another page or another device, the
+    session finds their run still going in core.live. A run of someone else (the name was changed) is let go."""
+    from core.live import live_runs
+
+    sess, person = session(), who()
+    run = sess.run
+    if run is not None and not run.done and not person.owns(run.owner):
+        sess.run = run = None  # it carries on for its owner; it is not this person's to show or stop
+    if person.name and (run is None or run.done):
+        active = live_runs().active(person.name)
+        if active is not None:
+            sess.run = active

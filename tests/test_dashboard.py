@@ -198,7 +198,7 @@ def test_a_run_beyond_the_training_slots_waits_in_line_and_says_so(mirror_root, 
     at = start_small_mlp_run()
     run = session(at).run
     assert run.view().state == "queued"
-    assert any("This run is number 1 in line" in w.value for w in at.warning)
+    assert any("1st in line, should start in about" in w.value for w in at.warning)
     busy_slots.stop()
     assert run.join(timeout=120) and run.view().end.reason == "finished"
 

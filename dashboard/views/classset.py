@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -11,6 +12,7 @@ import streamlit as st
 from PIL import Image
 
 from core import classset as C
+from core import identity
 from core import finetune as FT
 from core.checkpoint import CheckpointError
 from core.runs import RunStore
@@ -49,6 +51,19 @@ def _data_url(path: str, drawing_id: str) -> str:
     buf = io.BytesIO()
     Image.fromarray(_thumbnail(path, drawing_id)).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def author_of(d: C.Drawing) -> str:
+    try:
+        return _author(str(d.path), d.id)
+    except (OSError, ValueError):
+        return ""
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def _author(path: str, drawing_id: str) -> str:
+    """Who added it, read once per stored file (a relabel renames it: read again, the same answer)."""
+    return store.author(C.Drawing(drawing_id, 0, Path(path)))
 
 
 def models() -> dict[str, tuple[str, object]]:
@@ -131,31 +146,42 @@ else:
         listed = score.drawings if score is not None else drawings  # the predictions belong to score's list
         preds = score.predictions if score is not None else None
         table = [{"drawing": thumbnail_url(d), "label": d.label,
-                  "model says": (int(preds[i]) if preds is not None and preds[i] >= 0 else None), "id": d.id}
+                  "model says": (int(preds[i]) if preds is not None and preds[i] >= 0 else None),
+                  "by": identity.shown(author_of(d)), "id": d.id, "author": author_of(d)}
                  for i, d in reversed(list(enumerate(listed)))][:1000]
         # a new table after every change: a selection is kept by row number, which would then point elsewhere
         version = sess._built.setdefault("classset_table", 0)
         event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
                              key=f"classset.table.{version}", row_height=THUMB + 4,
                              column_config={"drawing": st.column_config.ImageColumn("drawing", width="small"),
-                                            "id": None})
+                                            "id": None, "author": None})
         if len(listed) > 1000:
             st.caption("the newest 1,000 drawings")
         rows = event.selection.rows if event and event.selection else []
         picked = [table[r]["id"] for r in rows if 0 <= r < len(table)]
+        others = [table[r]["by"] for r in rows if 0 <= r < len(table) and not state.may_manage(table[r]["author"])]
+        not_mine = (f"You picked drawings by {widgets.md_escape(', '.join(sorted(set(others))))}: only their authors "
+                    "or the teacher can change them." if others else None)
+        if not_mine:
+            st.caption(not_mine)
         a, b = st.columns([2, 1])
         new_label = a.pills("Change the label of the selected drawings to", list(range(10)), key="classset.relabel_to")
-        if a.button("Change label", disabled=not picked or new_label is None, key="classset.relabel"):
+        if a.button("Change label", disabled=not picked or new_label is None or bool(others), key="classset.relabel",
+                    help=not_mine):
             for did in picked:
                 try:
-                    store.relabel(did, int(new_label))
-                except (C.ClassSetError, OSError):
+                    store.relabel(did, int(new_label), by=state.who())
+                except (C.ClassSetError, OSError, identity.NotAllowed):
                     pass  # removed meanwhile from another tab
             sess._built["classset_table"] = version + 1
             st.rerun()
-        if b.button(f"Remove {len(picked)} selected" if picked else "Remove selected", disabled=not picked,
+        if b.button(f"Remove {len(picked)} selected" if picked else "Remove selected",
+                    disabled=not picked or bool(others), help=not_mine,
                     icon=":material/delete:", key="classset.remove"):
-            store.remove(picked)
+            try:
+                store.remove(picked, by=state.who())
+            except identity.NotAllowed:
+                pass  # the page said so
             sess._built["classset_table"] = version + 1
             st.rerun()
 
@@ -218,10 +244,19 @@ with left:
     st.download_button("Download the class set (.zip)", cached[1], file_name="digitlab-class-set.zip",
                        mime="application/zip", icon=":material/download:", disabled=not drawings,
                        key="classset.export", on_click="ignore")
-    with st.popover("Remove all drawings", icon=":material/delete_forever:", disabled=not drawings):
-        st.write(f"Remove all {len(drawings)} drawings? Export them first to keep a copy.")
-        if st.button("Yes, remove all", type="primary", key="classset.clear"):
-            store.clear()
+    person = state.who()
+    own = sum(1 for d in drawings if person.owns(author_of(d)))
+    everything = person.teacher or own == len(drawings)  # a student removes their own drawings; the teacher any
+    with st.popover("Remove all drawings" if everything else f"Remove my drawings ({own})",
+                    icon=":material/delete_forever:", disabled=not drawings or not (everything or own),
+                    help=None if everything or own else "Only the teacher can clear the whole class set."):
+        st.write(f"Remove {'all ' + str(len(drawings)) if everything else 'your ' + str(own)} drawings? "
+                 "Export them first to keep a copy.")
+        if st.button("Yes, remove all" if everything else "Yes, remove mine", type="primary", key="classset.clear"):
+            if person.teacher:
+                store.clear(by=person)
+            else:
+                store.remove_own(person)
             sess._built["classset_table"] = sess._built.get("classset_table", 0) + 1
             st.rerun()
 with right:

@@ -34,7 +34,7 @@ def add_to_class_set() -> None:
     if sess.last_drawing is None or label is None:
         return
     try:
-        ClassSet().add(sess.last_drawing, int(label), background="dark")
+        ClassSet().add(sess.last_drawing, int(label), background="dark", author=state.owner())
     except (ClassSetError, OSError) as err:
         sess.flash = ("add-error", f"Not added: {err}")
         return

@@ -7,6 +7,7 @@ import html
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import identity
 from core.checkpoint import CheckpointError
 from core.runs import RunError, RunStore
 from dashboard import charts, state, widgets, words
@@ -34,7 +35,7 @@ def label(r) -> str:
 
 by_id = {r.id: r for r in records}
 st.dataframe([{
-    "name": r.name, "created": r.created.replace("T", " ")[:16], "ended": r.reason,
+    "name": r.name, "by": identity.shown(r.author), "created": r.created.replace("T", " ")[:16], "ended": r.reason,
     "optimizer": r.settings.get("optimizer"), "lr": r.settings.get("lr"), "batch": r.settings.get("batch_size"),
     "epochs": r.metrics.get("epochs"), "test acc": r.metrics.get("test_acc"),
     "time": widgets.format_seconds(r.metrics.get("train_seconds") or 0),
@@ -81,13 +82,20 @@ if chosen:
     a, b = st.columns(2)
     a.plotly_chart(charts.finish(loss, "Loss (smoothed)", 340, "cross-entropy", "step"), key="runs.loss",
                    config={"displayModeBar": False})
-    b.plotly_chart(charts.finish(acc, "Test accuracy per epoch", 340, "%", "epoch"), key="runs.acc",
-                   config={"displayModeBar": False})
+    if acc.data:
+        acc.update_yaxes(range=[0, 100])  # from zero, as on Evaluate: a height is an accuracy
+        b.plotly_chart(charts.finish(acc, "Test accuracy per epoch", 340, "%", "epoch"), key="runs.acc",
+                       config={"displayModeBar": False})
+    else:
+        b.info("No epoch has ended in these runs yet, so there is no test accuracy per epoch to draw.",
+               icon=":material/info:")
 
 st.subheader("Manage a run")
 rid = st.selectbox("Run", list(by_id), format_func=lambda i: label(by_id[i]), key="runs.pick")
 r = by_id[rid]
 c1, c2, c3 = st.columns([1, 2, 1])
+mine = state.may_manage(r.author)  # students see every run; they rename or delete their own
+not_mine = None if mine else identity.why_not(r.author)
 
 
 def use_run(record) -> None:
@@ -110,19 +118,26 @@ with c2.form("rename", border=False):
     if sess._built.get("runs.name_of") != r.id:  # another run picked: the box shows its name, not the last one's
         st.session_state["runs.new_name"] = r.name
         sess._built["runs.name_of"] = r.id
-    new_name = st.text_input("New name", max_chars=80, key="runs.new_name")
-    if st.form_submit_button("Rename"):
+    new_name = st.text_input("New name", max_chars=80, key="runs.new_name", disabled=not mine)
+    if st.form_submit_button("Rename", disabled=not mine, help=not_mine):
         try:
-            store.rename(r.id, new_name)
+            store.rename(r.id, new_name, by=state.who())
             sess._built.pop("runs.name_of", None)  # show the name as stored
             st.rerun()
+        except identity.NotAllowed as err:
+            st.error(str(err))
         except OSError:
             st.error("This run is gone (deleted from another tab).")
-with c3.popover("Delete", icon=":material/delete:"):
+if not_mine:
+    c2.caption(widgets.md_escape(not_mine))
+with c3.popover("Delete", icon=":material/delete:", disabled=not mine, help=not_mine):
     st.write(f"Delete “{widgets.md_escape(r.name)}” and its files?")
     if st.button("Yes, delete", type="primary", key="runs.delete"):
         try:
-            store.delete(r.id)
-        except OSError:
+            store.delete(r.id, by=state.who())
+        except identity.NotAllowed as err:
+            st.error(str(err))
+            st.stop()
+        except (OSError, RunError):
             pass  # already gone
         st.rerun()

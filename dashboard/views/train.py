@@ -10,6 +10,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from core import identity
 from core import lessons as L
 from core import models as M
 from core.data import Augment, DataUnavailableError, dataset_info, random_affine
@@ -159,7 +160,12 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
     except ValueError as err:
         problem = str(err)
     run = sess.run
+    mine = run is None or state.may_manage(run.owner)  # pages attach only their person's run; this is a second lock
+    not_mine = None if mine else identity.why_not(run.owner)
     st.markdown(f"**Ready:** {widgets.md_escape(trainform.summary(cfg))}")
+    if not state.who().name:
+        st.caption(":material/badge: You have not typed your name (top of the side panel): a run you start now is "
+                   "a guest's, yours only in this tab, and not on the Results page.")
     with st.container(horizontal=True, key="train-buttons"):
         if st.button("Start", icon=":material/play_arrow:", type="primary", disabled=running or problem is not None,
                      key="train.start_button", help="Train with the settings on this page."):
@@ -168,17 +174,30 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
             st.rerun()
         paused = run is not None and run.view(since_batch=10**12).state == "paused"
         if st.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
-                     disabled=not running, key="train.pause_button",
-                     help="Hold the run between two steps; the time paused is not counted."):
+                     disabled=not running or not mine, key="train.pause_button",
+                     help=not_mine or "Hold the run between two steps; the time paused is not counted."):
+            identity.require(state.who(), run.owner)
             (run.resume if paused else run.pause)()
             st.rerun()
-        if st.button("Stop", icon=":material/stop_circle:", disabled=not running, key="train.stop_button",
-                     help="End the run now. Its model is kept on the Runs page."):
+        if st.button("Stop", icon=":material/stop_circle:", disabled=not running or not mine, key="train.stop_button",
+                     help=not_mine or "End the run now. Its model is kept on the Runs page."):
+            identity.require(state.who(), run.owner)
             run.stop()
             st.rerun()
         share_ui(cfg, lesson_title)
     if problem:
         st.error(problem)
+
+
+def queue_text(view) -> str:
+    """'2nd in line, should start in about 40 s': the place and the estimate core.session gives."""
+    place = view.queue_position or 1
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    eta = view.estimated_start_s
+    if eta is None:
+        return f"{place}{suffix} in line"
+    when = f"{max(5, round(eta / 5) * 5):.0f} s" if eta < 90 else f"{round(eta / 60):.0f} min"
+    return f"{place}{suffix} in line, should start in about {when}"
 
 
 def end_summary(view) -> None:
@@ -257,9 +276,8 @@ def live_panel() -> None:
     if run.done and sess.adopt_finished_run():
         st.rerun()  # the end of a run changes buttons and the current model: redraw the whole page
     if view.state == "queued":
-        eta = f", in about {widgets.format_seconds(view.estimated_start_s)}" if view.estimated_start_s else ""
-        st.warning(f"Other runs are using this server's training slots. This run is number "
-                   f"{view.queue_position or 1} in line and starts by itself{eta}.")
+        st.warning(f"Other runs are using this server's training slots: {queue_text(view)}. It starts by itself.",
+                   icon=":material/hourglass_top:")
     elif view.start is None and view.end is None:
         st.info("Loading the data and building the model…")
     last = cache["last"]
