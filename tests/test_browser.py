@@ -270,3 +270,71 @@ def test_a_hostile_run_name_is_shown_as_text(page, fresh_server, runs_folder):
     assert page.evaluate("() => window.__pwned") is None
     images_loaded(page)
     page.screenshot(path=SHOTS / "13-hostile-name-as-text.png")
+
+
+def test_a_reload_brings_back_the_same_run_with_its_live_chart_and_stop(browser, tmp_path_factory, mirror_root,
+                                                                        runs_folder):
+    """F5 while training, and the same name on a second device: both show the run still going and can stop it."""
+    srv = StreamlitServer(tmp_path_factory.mktemp("reload") / "home")
+    laptop = browser.new_context(viewport={"width": 1400, "height": 1000})
+    phone = browser.new_context(viewport={"width": 1400, "height": 1000})
+    step = re.compile(r"step ([\d,]+)/([\d,]+)")
+    try:
+        page = laptop.new_page()
+        progress = start_run(page, srv, "student=Ana&train.model=MLP&train.epochs=30")
+        expect(page.get_by_text("Run 1: seed MLP · Ana")).to_be_visible()
+        expect(progress).not_to_have_text(re.compile(r"step 0/"))
+        before = int(step.search(progress.inner_text()).group(1).replace(",", ""))
+        page.reload()
+        expect(name_box(page)).to_have_value("Ana")  # from the URL
+        expect(page.get_by_text("Run 1: seed MLP · Ana")).to_be_visible()  # the same run, not a new one
+        expect(progress).to_be_visible()
+        after = int(step.search(progress.inner_text()).group(1).replace(",", ""))
+        assert after >= before, f"the run went on from step {before}; a new run would start again ({after})"
+        expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the live loss chart
+        expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+        expect(page.get_by_role("button", name="Start")).to_be_disabled()
+        images_loaded(page)
+        page.screenshot(path=SHOTS / "14-reload-same-run.png")
+
+        other = phone.new_page()  # another device, the same name: the same run
+        other.goto(srv.url + "/train?student=Ana")
+        expect(other.get_by_text("Run 1: seed MLP · Ana")).to_be_visible()
+        expect(other.get_by_role("button", name="Stop")).to_be_enabled()
+
+        page.get_by_role("button", name="Stop").click()
+        expect(page.get_by_text(re.compile(r"Run stopped\."))).to_be_visible()
+        expect(other.get_by_text(re.compile(r"Run stopped\."))).to_be_visible()  # its live panel saw it end
+        deadline = time.monotonic() + 30
+        while not list(runs_folder.glob("*/run.json")):
+            assert time.monotonic() < deadline, "the stopped run should be saved"
+            page.wait_for_timeout(100)
+        saved = [json.loads(p.read_text()) for p in runs_folder.glob("*/run.json")]
+        assert [(m["author"], m["reason"]) for m in saved] == [("Ana", "stopped")]  # one run, Ana's
+    finally:
+        laptop.close()
+        phone.close()
+        srv.stop()
+
+
+HTML_NAME = '<img src=x onerror="__pwned=1">**Ana**'  # 38 characters: within a name's 40
+
+
+def name_box(page):
+    return page.get_by_role("textbox", name="Your name")
+
+
+def test_a_name_with_html_is_shown_as_typed_never_as_html(page, fresh_server):
+    from urllib.parse import quote
+
+    page.goto(fresh_server.url + "/train?train.model=MLP&train.subset=2000&train.epochs=1&student=" + quote(HTML_NAME))
+    expect(name_box(page)).to_have_value(HTML_NAME)
+    page.get_by_role("button", name="Start").click()  # the run's caption shows the name too
+    expect(page.get_by_text("Run 1: seed MLP · " + HTML_NAME)).to_be_visible(timeout=90_000)
+    expect(page.get_by_text(re.compile(r"Run finished\."))).to_be_visible(timeout=120_000)
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("strong", has_text="Ana").count() == 0  # **Ana** stays two stars and a name
+    assert page.evaluate("() => window.__pwned") is None
+    images_loaded(page)
+    page.screenshot(path=SHOTS / "15-html-name-as-text.png")
+    assert len(HTML_NAME) <= 40

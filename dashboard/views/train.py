@@ -280,6 +280,7 @@ def live_panel() -> None:
                    icon=":material/hourglass_top:")
     elif view.start is None and view.end is None:
         st.info("Loading the data and building the model…")
+    st.caption(widgets.md_escape(f"{run.name} · {identity.shown(run.owner)}"))  # whose run this is, after a reload too
     last = cache["last"]
     if view.start is not None:
         if not run.done:
