@@ -147,14 +147,15 @@ class NameBook:
             self._seen.setdefault(name.casefold(), {})[session] = now
 
     def others_using(self, name: str, session: str, within_s: float = CLASH_WINDOW_S,
-                     now: float | None = None) -> int:
-        """How many other sessions used this name (any case) in the last ``within_s`` seconds."""
+                     now: float | None = None, alive=None) -> int:
+        """How many other sessions used this name (any case) in the last ``within_s`` seconds; with
+        ``alive`` (session -> bool), only those still open (a tab reloaded is gone at once)."""
         if not name:
             return 0
         now = time.monotonic() if now is None else now
         with self._lock:
-            by = self._seen.get(name.casefold(), {})
-            return sum(1 for s, t in by.items() if s != session and now - t <= within_s)
+            others = [s for s, t in self._seen.get(name.casefold(), {}).items() if s != session and now - t <= within_s]
+        return sum(1 for s in others if alive is None or alive(s))
 
     def names(self, within_s: float = CLASH_WINDOW_S) -> int:
         now = time.monotonic()

@@ -42,6 +42,23 @@ def forget_name_after_reset() -> None:
     st.session_state[GENERATION] = generation
 
 
+def _book_key(session: str) -> str:
+    """This session in the name book: Streamlit's id (to ask whether the tab is still open) and ours."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return f"{ctx.session_id if ctx is not None else ''}/{session}"
+
+
+def _still_open(key: str) -> bool:
+    """A reloaded or closed tab's session is gone at once: only open ones count as someone else."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():  # AppTest: no server, every session is open
+        return True
+    return Runtime.instance().is_active_session(key.split("/", 1)[0])
+
+
 def name_box() -> None:
     """The first thing in the side panel: small, so the page beside it stays readable on a projector."""
     forget_name_after_reset()
@@ -56,9 +73,9 @@ def name_box() -> None:
     if not person.name:
         st.caption("Type your name (then Enter) so that your runs are yours.")
         return
-    book = identity.name_book()
-    book.seen(person.name, person.session)
-    if book.others_using(person.name, person.session):
+    book, here = identity.name_book(), _book_key(person.session)
+    book.seen(person.name, here)
+    if book.others_using(person.name, here, alive=_still_open):
         st.warning(md_escape(identity.clash_message(person.name)) + " (If it is you on another device, carry on.)",
                    icon=":material/group:")
 

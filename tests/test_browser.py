@@ -294,6 +294,7 @@ def test_a_reload_brings_back_the_same_run_with_its_live_chart_and_stop(browser,
         expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the live loss chart
         expect(page.get_by_role("button", name="Stop")).to_be_enabled()
         expect(page.get_by_role("button", name="Start")).to_be_disabled()
+        expect(page.get_by_text("Someone else here is using the name")).to_have_count(0)  # the reloaded tab is gone
         images_loaded(page)
         page.screenshot(path=SHOTS / "14-reload-same-run.png")
 

@@ -47,6 +47,7 @@ def test_two_sessions_using_one_name_are_told_and_a_reset_forgets_every_name():
     book.seen("ana", "s2", now=102.0)  # another browser, the same name in another case
     assert book.others_using("Ana", "s1", now=103.0) == 1 and book.others_using("ANA", "s2", now=103.0) == 1
     assert book.others_using("Ana", "s1", within_s=60, now=500.0) == 0  # not active recently: no clash
+    assert book.others_using("Ana", "s1", now=103.0, alive=lambda s: s != "s2") == 0  # s2's tab was reloaded
     book.seen("Ana2", "s2", now=104.0)  # s2 picked another name: Ana is s1's alone again
     assert book.others_using("Ana", "s1", now=105.0) == 0
     generation = book.generation
