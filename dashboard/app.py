@@ -42,6 +42,6 @@ with st.sidebar:
     widgets.sidebar()
     widgets.projector()
     people.teacher_box()
-widgets.page_css()  # after the toggle: a link with ?projector=true is read by then
+    widgets.page_css()  # after the toggle: a link with ?projector=true is read by then
 
 page.run()

@@ -100,12 +100,13 @@ LAYOUT_CSS = """<style>
   .stApp [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 3.5rem; }
 }
 .stApp .st-key-draw-answer h2 { font-size: 2.6rem; line-height: 1.15; }
-.stApp .st-key-draw-row { margin-top: 2.2rem; }  /* room for the canvas's own toolbar above it */
+.stApp .st-key-draw-row { margin-top: 0.5rem; }
 /* stacked on a narrow screen, the run (buttons, progress, chart) comes first; side by side, settings left */
 .stApp .st-key-train-layout { flex-wrap: wrap-reverse; align-items: stretch; }
 </style>"""
 
-# Projector mode: larger type, heavier strokes, black on white. The same hooks as above.
+# Projector mode: larger type, heavier strokes, black on white. The same hooks as above. The answer on
+# Draw is 3.6rem, 72 px, read from the back row; on a phone's width, as large as fits one line.
 PROJECTOR_CSS = """<style>
 html { font-size: 20px; }
 .stApp p, .stApp li, .stApp label, .stApp input, .stApp button, .stApp [data-baseweb="select"] div,
@@ -120,15 +121,17 @@ html { font-size: 20px; }
 .stApp [data-testid="stProgress"] > div > div { height: 1.1rem; }
 .stApp [data-testid="stVerticalBlockBorderWrapper"], .stApp [data-testid="stExpander"] details { border: 2px solid #000; }
 .stApp button { border-width: 2px !important; font-weight: 700; }
-.stApp .st-key-draw-answer h2 { font-size: 3.6rem !important; }  /* 72 px: read from the back row */
-@media (max-width: 480px) { .stApp .st-key-draw-answer h2 { font-size: 2.8rem !important; } }  /* a phone's width */
+.stApp .st-key-draw-answer h2 { font-size: 3.6rem !important; }
+@media (max-width: 480px) { .stApp .st-key-draw-answer h2 { font-size: 2.8rem !important; } }
 .stApp .st-key-draw-answer h3 { font-size: 2rem !important; }
 </style>"""
 
 
 def page_css() -> None:
-    """The layout rules, and projector mode's when it is on: before any page draws."""
-    st.html(LAYOUT_CSS + (PROJECTOR_CSS if state.projector_on() else ""))
+    """The layout rules, and projector mode's when it is on: in the sidebar, where they take no room
+    from a page (a style element applies to the whole page wherever it sits)."""
+    css = re.sub(r"/\*.*?\*/", "", LAYOUT_CSS) + (PROJECTOR_CSS if state.projector_on() else "")
+    st.markdown(css, unsafe_allow_html=True)  # the comments are for us, not for Markdown
 
 
 def projector() -> None:

@@ -125,6 +125,19 @@ def test_a_lesson_run_trains_with_its_controls_progress_and_chart_in_one_screen(
         pg.screenshot(path=SHOTS / "training-1366x768.png")
         pg.get_by_role("button", name="Stop", exact=True).click()
         expect(pg.get_by_text(re.compile(r"Run stopped\."))).to_be_visible(timeout=60_000)
+        # the lr-10 run: the chart shows the loss blowing up, and its model does not answer on Draw
+        pg.goto(server.url + "/train")
+        settled(pg)
+        pg.locator(".stSelectbox").filter(has_text="Lesson").click()
+        pg.get_by_role("option", name="A learning rate far too high").click()
+        pg.get_by_role("button", name="lr 10 (far too high)").click()
+        settled(pg)
+        pg.get_by_role("button", name="Start").click()
+        expect(pg.get_by_text("The run diverged.")).to_be_visible(timeout=90_000)
+        expect(pg.get_by_text(re.compile("it blew up"))).to_be_visible()
+        expect(pg.get_by_text(re.compile(r"does not answer on the Draw page"))).to_be_visible()
+        expect(pg.get_by_text(re.compile(r"\(bundled\)$")).first).to_be_visible()  # the sidebar's model
+        pg.screenshot(path=SHOTS / "diverged-1366x768.png")
     finally:
         context.close()
 
