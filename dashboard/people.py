@@ -67,7 +67,8 @@ def name_box() -> None:
                   help="Your runs and drawings are filed under this name, and a run you start comes back after a "
                        "reload or on another device with the same name. It is not a password: names are trust.")
     person = state.who()
-    if st.session_state.get(REFUSED):
+    raw = st.session_state.get(state.STUDENT) or ""
+    if st.session_state.get(REFUSED) or (raw and not person.name):  # typed, or in a link: nothing left once cleaned
         st.warning(identity.EMPTY_NAME, icon=":material/badge:")
         return
     if not person.name:

@@ -67,6 +67,23 @@ def test_a_reload_or_another_device_under_the_same_name_finds_the_run_still_goin
     assert run.join(timeout=60) and run.view().end.reason == "stopped"
 
 
+def test_a_run_found_again_after_a_reload_becomes_the_current_model_when_it_finishes(mirror_root):
+    at = as_student("Ana", "views/train.py", **{"train.model": "MLP", "train.subset": "2000", "train.epochs": "1"})
+    at.button(key="train.start_button").click().run()
+    run = session(at).run
+    again = as_student("Ana", "views/draw.py")  # reloaded on another page
+    assert session(again).run is run and session(again).current_source == "bundled"
+    assert run.join(timeout=120) and run.view().end.reason == "finished"
+    again.run()
+    assert session(again).current is run.result and session(again).current_source == "trained"
+
+
+def test_a_link_with_an_empty_name_is_a_guest_told_why():
+    at = as_student(" \u200b ", "views/train.py")
+    assert [w.value for w in at.sidebar.warning] == [identity.EMPTY_NAME]
+    assert any("a guest's" in c.value for c in at.caption)
+
+
 def test_a_student_cannot_stop_another_students_run_and_the_teacher_can(slow_mlp_run, teacher_key):
     _, run = slow_mlp_run
     ben = as_student("Ben", "views/train.py")

@@ -266,7 +266,7 @@ with right:
         sess._built["classset_imported"] = upload.file_id  # once per upload, not on every rerun
         try:
             with st.spinner("Reading the drawings…"):
-                report = store.import_zip(upload.getvalue())
+                report = store.import_zip(upload.getvalue(), author=state.owner())  # rows without an author: theirs
             sess.flash = ("import", report)
             sess._built["classset_table"] = sess._built.get("classset_table", 0) + 1
         except (C.ClassSetError, OSError) as err:
