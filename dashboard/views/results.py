@@ -69,21 +69,23 @@ def board() -> None:
     else:
         by_id = {r.id: r for r in records}
         on_set, waiting = class_set_column(entries, by_id)
+        # what a class compares first on the left, so that a projector's width shows it without scrolling
         rows = [{"#": i, "student": e.author, "test accuracy": e.test_acc,
-                 "class set accuracy": on_set.get(e.run_id), "model": e.model, "optimizer": e.optimizer,
-                 "lr": e.lr, "batch": e.batch_size, "epochs": e.epochs,
-                 "augmentation": "yes" if e.augment else "no" if e.augment is not None else None,
+                 "class set accuracy": on_set.get(e.run_id),
                  "training time": widgets.format_seconds(e.train_seconds) if e.train_seconds is not None else None,
+                 "model": e.model, "optimizer": e.optimizer, "lr": e.lr, "batch": e.batch_size, "epochs": e.epochs,
+                 "augmentation": "yes" if e.augment else "no" if e.augment is not None else None,
                  "run": e.run_name, "runs": e.runs} for i, e in enumerate(entries, 1)]
         st.dataframe(rows, hide_index=True, key="results.table", column_config={
-            "#": st.column_config.NumberColumn(width="small", help="Ranked by test accuracy."),
+            "#": st.column_config.NumberColumn(width=40, help="Ranked by test accuracy."),
             "student": st.column_config.TextColumn(help="The name typed at the top of the side panel."),
-            "test accuracy": st.column_config.NumberColumn(format="percent", help=words.term("test accuracy")),
+            "test accuracy": st.column_config.NumberColumn("test acc", format="percent",
+                                                           help=words.term("test accuracy")),
             "class set accuracy": st.column_config.NumberColumn(
-                format="percent", help="Right answers on the drawings of our Class set (empty: no drawings yet, "
+                "class set acc", format="percent", help="Right answers on the drawings of our Class set (empty: no drawings yet, "
                                        "or still being scored)."),
             "lr": st.column_config.NumberColumn("learning rate", format="%g"),
-            "training time": st.column_config.TextColumn(help="Training time, pauses not counted."),
+            "training time": st.column_config.TextColumn("time", help="Training time, pauses not counted."),
             "runs": st.column_config.NumberColumn(help="How many runs of this student finished."),
         })
         if waiting:
