@@ -314,13 +314,10 @@ class TrainingRun:
 
     def _receive(self, message: tuple) -> bool:
         """One message from the worker (see core.worker); True once it is the last."""
-        from core.worker import decode_events
-
         kind = message[0]
         if kind == "events":
-            events = decode_events(message[1])
             with self._lock:
-                for ev in events:
+                for ev in message[1]:
                     if isinstance(ev, BatchEvent):
                         self._batches.append(ev)
                     elif isinstance(ev, EpochEvent):

@@ -7,15 +7,15 @@ Draw page at most once a second (only when it changed), and at the end the model
 Messages are plain tuples, the same over a pipe and over Ray:
 
     ("running",)                         the data is loaded and the model built
-    ("events", [event, ...])             BatchEvents as plain tuples of their fields, others as themselves
+    ("events", [event, ...])             the trainer's frozen events, in order
     ("snapshot", step, epoch, {name: numpy array})
     ("result", checkpoint bytes)         the finished model (core.checkpoint.to_bytes)
     ("error", message)                   the run could not start or failed; message is for a student
     ("done",)                            the last message
 
-Batch events are gathered and sent ten times a second, the rest at once: over a pipe that costs
-about 1 microsecond a batch in the worker, against 10 sending each batch event on its own
-(see ``python -m bench --only dashboard``, "streaming").
+Batch events are gathered and sent ten times a second, the rest at once: over a pipe that costs the
+worker about 1 microsecond a batch, against 11-22 sending each on its own, and the server about 3.4 to
+read one back (``python -m bench --only dashboard``: "a worker's cost per batch event").
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import astuple
 
 from core.trainer import BatchEvent, EndEvent, TrainConfig, TrainControl, Trainer
 
@@ -35,7 +34,7 @@ class Outbox:
     """Gathers a worker's messages; ``deliver`` (per transport) sends a list of them."""
 
     def __init__(self):
-        self._batches: list[tuple] = []
+        self._pending: list = []  # events not yet sent
         self._last_flush = time.monotonic()
 
     def deliver(self, message: tuple) -> None:  # one message, in order
@@ -45,26 +44,18 @@ class Outbox:
         self.deliver(message)
 
     def event(self, ev) -> None:
+        self._pending.append(ev)
         if isinstance(ev, BatchEvent):
-            self._batches.append(astuple(ev))
             now = time.monotonic()
             if now - self._last_flush < FLUSH_EVERY_S:
                 return
-            self.flush()
-        else:
-            self._batches.append(ev)
-            self.flush()
+        self.flush()
 
     def flush(self) -> None:
         self._last_flush = time.monotonic()
-        if self._batches:
-            batch, self._batches = self._batches, []
-            self.deliver(("events", batch))
-
-
-def decode_events(items: list) -> list:
-    """The events of an ("events", ...) message, as the trainer yielded them."""
-    return [BatchEvent(*item) if isinstance(item, tuple) else item for item in items]
+        if self._pending:
+            events, self._pending = self._pending, []
+            self.deliver(("events", events))
 
 
 def snapshot_message(snap) -> tuple:
@@ -164,17 +155,17 @@ def _listen(conn, control: TrainControl) -> None:
             control.resume()
 
 
-def process_main(config: TrainConfig, name: str, env: dict, threads: int, events, commands,
-                 paused: bool = False) -> None:
+def process_main(config: TrainConfig, name: str, env: dict, threads: int, events, commands) -> None:
     """The entry point of a worker process (started by core.executors.LocalExecutor)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server's terminal is the server's to handle
     apply_env(env)
     lower_priority()
     import torch
 
     torch.set_num_threads(max(1, threads))
     control = TrainControl()
-    if paused:
-        control.pause()
     threading.Thread(target=_listen, args=(commands, control), name="digitlab-commands", daemon=True).start()
     train(config, name, control, PipeOutbox(events, control))
     events.close()
