@@ -194,6 +194,10 @@ def test_an_html_name_is_escaped_wherever_it_is_shown(runs_folder, isolated_home
     assert warning and "\\<img src=x onerror=alert\\(1\\)\\>\\*\\*Ana\\*\\*" in warning[0]  # Markdown-escaped
     assert at.dataframe[0].value["student"].tolist() == [name]  # a table cell is text, never HTML
     assert other is not None
+    ben = as_student("Ben", "views/runs.py")  # why Ben may not rename it names its author, escaped
+    locked = [c.value for c in ben.caption if "only they or the teacher" in c.value]
+    assert locked and "\\<img src=x onerror=alert\\(1\\)\\>\\*\\*Ana\\*\\*" in locked[0]
+    assert "\\<img" in popover(ben, "Delete").help
 
 
 def test_two_sessions_with_one_name_are_told_but_may_carry_on():

@@ -95,7 +95,7 @@ rid = st.selectbox("Run", list(by_id), format_func=lambda i: label(by_id[i]), ke
 r = by_id[rid]
 c1, c2, c3 = st.columns([1, 2, 1])
 mine = state.may_manage(r.author)  # students see every run; they rename or delete their own
-not_mine = None if mine else identity.why_not(r.author)
+not_mine = None if mine else widgets.md_escape(identity.why_not(r.author))  # a name is user text
 
 
 def use_run(record) -> None:
@@ -125,18 +125,18 @@ with c2.form("rename", border=False):
             sess._built.pop("runs.name_of", None)  # show the name as stored
             st.rerun()
         except identity.NotAllowed as err:
-            st.error(str(err))
+            st.error(widgets.md_escape(str(err)))
         except OSError:
             st.error("This run is gone (deleted from another tab).")
 if not_mine:
-    c2.caption(widgets.md_escape(not_mine))
+    c2.caption(not_mine)
 with c3.popover("Delete", icon=":material/delete:", disabled=not mine, help=not_mine):
     st.write(f"Delete “{widgets.md_escape(r.name)}” and its files?")
     if st.button("Yes, delete", type="primary", key="runs.delete"):
         try:
             store.delete(r.id, by=state.who())
         except identity.NotAllowed as err:
-            st.error(str(err))
+            st.error(widgets.md_escape(str(err)))
             st.stop()
         except (OSError, RunError):
             pass  # already gone

@@ -161,7 +161,7 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
         problem = str(err)
     run = sess.run
     mine = run is None or state.may_manage(run.owner)  # pages attach only their person's run; this is a second lock
-    not_mine = None if mine else identity.why_not(run.owner)
+    not_mine = None if mine else widgets.md_escape(identity.why_not(run.owner))  # a name is user text
     st.markdown(f"**Ready:** {widgets.md_escape(trainform.summary(cfg))}")
     if not state.who().name:
         st.caption(":material/badge: You have not typed your name (top of the side panel): a run you start now is "
