@@ -26,6 +26,7 @@ MAX_NAME = 40  # characters: enough for "Ana María G.", short enough for a tabl
 TEACHER_KEY_ENV = "DIGITLAB_TEACHER_KEY"
 GUEST_PREFIX = "guest:"
 CLASH_WINDOW_S = 15 * 60.0  # two sessions seen this close together with one name are told about each other
+FORGET_AFTER_S = 24 * 3600.0  # the name book forgets a session not seen for this long
 EMPTY_NAME = "Type a name: it cannot be empty (spaces and invisible characters do not count)."
 TEACHER_NOT_SET = (f"Teacher mode is off on this server: start Digit Lab with the environment variable "
                    f"{TEACHER_KEY_ENV} set to a key of your choice to turn it on.")
@@ -142,8 +143,13 @@ class NameBook:
             return
         now = time.monotonic() if now is None else now
         with self._lock:
-            for key in [k for k, by in self._seen.items() if session in by and k != name.casefold()]:
-                self._seen[key].pop(session, None)  # one name per session: the one it uses now
+            for key, by in list(self._seen.items()):
+                if key != name.casefold():
+                    by.pop(session, None)  # one name per session: the one it uses now
+                for s in [s for s, t in by.items() if now - t > FORGET_AFTER_S]:
+                    del by[s]  # a term's worth of closed tabs is not kept
+                if not by:
+                    del self._seen[key]
             self._seen.setdefault(name.casefold(), {})[session] = now
 
     def others_using(self, name: str, session: str, within_s: float = CLASH_WINDOW_S,
