@@ -14,7 +14,8 @@ st.markdown(
 3. **Compare** — go back to *Draw* while it trains: your drawing is re-read with the newest weights every
    second. When the run ends, your model answers. *Runs* keeps every run side by side.
 
-For a class: add your drawings to the **Class set** on *Draw* (pick the digit you drew), then score any model
+For a class: type your name at the top of the side panel first (or open the link your teacher gives you):
+your runs are filed under it, come back after a reload, and **Results** ranks everyone's best run. Add your drawings to the **Class set** on *Draw* (pick the digit you drew), then score any model
 on them — accuracy on *our* drawings, and its mistakes. Take the set home as one zip. **Models** downloads the
 current model (checkpoint, TorchScript, ONNX) or loads one you bring. **Tensors** is the tutorial's first
 step: a 2×2 tensor, a few operations and `backward()`. **Projector mode** (in the side panel; open it with » at the top left) makes everything large. **Glossary** explains
