@@ -1,6 +1,7 @@
 """Tuned training recipes, shared by the CLI, the benchmark and the dashboard.
 
-The models are the seed's; only how they are trained changes. Each recipe says what it is for.
+The models are the seed's; only how they are trained changes. Each recipe says what it is for. The
+bundled model is made by ``python -m core.canvasmodel`` (MNIST, pen-written digits and non-digits).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # the seed's CNN on a CUDA GPU: large batches keep the card busy; data stays on the device
     "gpu-cnn": TrainConfig(model=CNNConfig(), optimizer="adam", lr=5e-3, batch_size=512, epochs=6,
                            schedule="onecycle", target_acc=0.99, device="cuda"),
-    # the bundled model: the seed's CNN, trained with augmentation so that drawn digits work
+    # the seed's CNN trained with augmentation: the tutorial's model for drawing (the bundled model is
+    # core.canvasmodel's, which also learns from pen-written digits and non-digits)
     "default-cnn": TrainConfig(model=CNNConfig(), optimizer="adam", lr=3e-3, batch_size=128, epochs=10,
                                schedule="onecycle", augment=True),
 }

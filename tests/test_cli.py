@@ -82,11 +82,15 @@ def test_predict_cli_reports_unreadable_files_and_bad_checkpoints(tmp_path):
     assert out.returncode == 2 and "not a readable PyTorch file" in out.stderr
 
 
-def test_the_bundled_model_is_a_trained_seed_cnn():
-    ckpt = checkpoint.load(ROOT / "core" / "assets" / "default-cnn.pt")
-    assert ckpt.description == "seed CNN" and ckpt.dataset == "mnist"
-    assert ckpt.metrics["test_acc"] >= 0.985 and ckpt.metrics["drawn_acc"] >= 0.95
-    assert drawn.drawn_accuracy(ckpt.build(), per_digit=20, seed=99) >= 0.9  # a drawn set it never saw
+def test_the_bundled_model_is_the_canvas_cnn_and_the_tutorials_cnn_stays_a_preset():
+    from core import models, presets
+
+    path = ROOT / "core" / "assets" / "default-cnn.pt"
+    ckpt = checkpoint.load(path)
+    assert ckpt.name == "Canvas CNN" and ckpt.dataset == "mnist" and ckpt.train_config["recipe"] == "core.canvasmodel"
+    assert ckpt.metrics["test_acc"] >= 0.99 and ckpt.metrics["pen_acc"] >= 0.98 and path.stat().st_size < 2 * 2**20
+    assert drawn.drawn_accuracy(ckpt.build(), per_digit=20, seed=99) >= 0.9  # the synthetic stroke set too
+    assert models.is_seed(presets.TRAIN_PRESETS["default-cnn"].model) and "seed-cnn" in models.REGISTRY
 
 
 def test_the_benchmark_runs_and_prints_its_figures_as_json(mirror_root):
