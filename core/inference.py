@@ -337,10 +337,20 @@ class Prediction:
 
 def classify(model: nn.Module, pixels: np.ndarray, info: DatasetInfo = DATASETS["mnist"],
              background: str = "auto") -> Prediction:
-    """The whole path from canvas pixels to an answer, or "nothing drawn"."""
+    """The whole path from canvas pixels to an answer, or "nothing drawn".
+
+    A digit model's answer below ``core.outlier.NOT_A_DIGIT_BELOW`` comes with ``not_a_digit``
+    set and a message saying so; the best guess is kept in ``digit`` and ``confidence``.
+    """
     pre = preprocess(pixels, background)
     if not pre.ok:
         return Prediction(False, pre.message, None, None, None, pre)
     probs = predict_proba(model, pre.image, info)
     digit = int(probs.argmax())
+    if info.name == "mnist":  # a clothing model names clothes: "not a digit" means nothing there
+        from core.outlier import MESSAGE, looks_like_digit
+
+        if not looks_like_digit(probs):
+            return Prediction(True, f"{MESSAGE} (it looks most like a {digit}, {probs[digit]:.0%})", digit,
+                              float(probs[digit]), probs, pre, not_a_digit=True)
     return Prediction(True, "", digit, float(probs[digit]), probs, pre)
