@@ -133,9 +133,9 @@ def draw_area() -> None:
                     sess.last_drawing = pixels
                     if sess.flash and sess.flash[0] in ("added", "add-error"):
                         sess.flash = None  # a new stroke: the message about the last drawing has done its job
+            class_set_ui()  # under the canvas: adding a drawing never scrolls the canvas away
         with st.container(key="draw-answer"):
             answer_panel()
-    class_set_ui()
     if sess.last_drawing is not None:  # the insight views follow each stroke, not the once-a-second refresh
         inside.look_inside(sess.model_for_drawing, sess.last_drawing)
 
