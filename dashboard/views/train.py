@@ -163,7 +163,7 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
     mine = run is None or state.may_manage(run.owner)  # pages attach only their person's run; this is a second lock
     not_mine = None if mine else widgets.md_escape(identity.why_not(run.owner))  # a name is user text
     st.markdown(f"**Ready:** {widgets.md_escape(trainform.summary(cfg))}")
-    if not state.who().name:
+    if not state.who().name and not running:  # before Start only: while training the chart needs the room
         st.caption(":material/badge: You have not typed your name (top of the side panel): a run you start now is "
                    "a guest's, yours only in this tab, and not on the Results page.")
     with st.container(horizontal=True, key="train-buttons"):
@@ -280,7 +280,6 @@ def live_panel() -> None:
                    icon=":material/hourglass_top:")
     elif view.start is None and view.end is None:
         st.info("Loading the data and building the model…")
-    st.caption(widgets.md_escape(f"{run.name} · {identity.shown(run.owner)}"))  # whose run this is, after a reload too
     last = cache["last"]
     if view.start is not None:
         if not run.done:
@@ -292,6 +291,8 @@ def live_panel() -> None:
         tiles(view, last, cache["losses"])
         st.plotly_chart(charts.loss_figure(cache["steps"], cache["losses"], view.start.total_steps),
                         key="train.loss_chart", config={"displayModeBar": False})
+        # whose run this is, after a reload too; below the chart, so the controls and the chart share one screen
+        st.caption(widgets.md_escape(f"{run.name} · {identity.shown(run.owner)}"))
         st.caption(words.WHAT_IS_A_LOSS + f" Trained on: {view.start.device}.")
         if view.epochs:
             st.plotly_chart(charts.accuracy_figure([e.epoch for e in view.epochs], [e.train_acc for e in view.epochs],
