@@ -16,6 +16,13 @@ Sections:
   classroom   the Models page's downloads (checkpoint, TorchScript, ONNX, each checked against
               the model), and a class set of drawn digits scored, exported as a zip and imported
   gpu         time to 99 % on a CUDA GPU, with the card's name (only where one is present)
+  hostile     what a hostile file can cost: the worst images for the canvas pipeline (preprocessing
+              and a full answer, goal <= 100 ms), and every hostile checkpoint of bench.hostile loaded
+              in a fresh, memory-capped process (outcome, seconds, peak memory above the baseline)
+  pen         the bundled model on pen-written digits of 20 writers it never saw, drawn on the canvas
+              (overall and the worst brush or size), the share of non-digits and of those digits it
+              flags as not a digit, and fine-tuning on a class set of pen-written digits (time,
+              held-out and MNIST accuracy before and after)
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from core import paths, presets
 from core.data import load_dataset
 from core.trainer import BatchEvent, EndEvent, TrainConfig, Trainer
 
-SECTIONS = ("throughput", "target", "latency", "dashboard", "classroom", "gpu")
+SECTIONS = ("throughput", "target", "latency", "dashboard", "classroom", "gpu", "pen", "hostile")
 
 
 # ----------------------------------------------------------------------------- throughput
@@ -308,6 +315,64 @@ def bench_gpu(quick: bool, dataset) -> dict:
     return {"available": True, "card": name, **time_to_target(cfg, dataset)}
 
 
+# ----------------------------------------------------------------------------- pen
+
+def bench_pen(quick: bool) -> dict:
+    """Real handwriting: pen-written digits, non-digits, and fine-tuning on a class set of pen-written digits."""
+    import tempfile
+
+    import numpy as np
+
+    from core import checkpoint, finetune, outlier
+    from core import pendigits as P
+    from core.classset import ClassSet
+
+    ckpt = checkpoint.load(paths.BUNDLED_MODEL)
+    model = ckpt.build()
+    report = P.evaluate(model, P.load(writers=P.REPORT_WRITERS[:2]) if quick else None)
+    worst, worst_acc = report.worst_condition()
+    flags = outlier.flag_rates(model, per_family=5 if quick else 100)
+    out = {"set": report.summary()["set"], "drawings": int(report.correct.size), "accuracy": round(report.accuracy, 4),
+           "worst_condition": worst, "worst_condition_acc": round(worst_acc, 4),
+           "non_digits": flags["non_digits"], "non_digits_flagged": flags["non_digits_flagged"],
+           "digits_flagged": flags["digits_flagged"]}
+    rng = np.random.default_rng(0)
+    samples = P.load(writers=P.REPORT_WRITERS[:5 if quick else 20])
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ClassSet(Path(tmp) / "set")
+        for s in samples:
+            store.add(P.random_canvas(s.strokes, rng), s.digit, background="dark")
+        try:
+            r, kept = finetune.finetune(ckpt, store), True
+        except finetune.FinetuneError as err:  # ran, but did not help: reported all the same
+            if err.result is None:
+                raise
+            r, kept = err.result, False
+    out.update({"finetune_kept": kept, "finetune_drawings": len(samples), "finetune_seconds": round(r.seconds, 2),
+                "finetune_held_out": r.held_out, "holdout_before": round(r.holdout_before, 4),
+                "holdout_after": round(r.holdout_after, 4), "mnist_before": round(r.mnist_before, 4),
+                "mnist_after": round(r.mnist_after, 4)})
+    return out
+
+
+# ----------------------------------------------------------------------------- hostile
+
+def bench_hostile(quick: bool) -> dict:
+    """Hostile inputs: the slowest images to preprocess and the costliest checkpoints to load."""
+    from bench import hostile, hostile_images
+
+    images = hostile_images.time_worst_cases(repeats=1 if quick else 3)
+    names = ["bytearray_3gb_in_name", "deep_list_in_metrics", "nested_dicts_20mb"] if quick else None
+    rows = hostile.measure(names)
+    worst = max(rows, key=lambda r: r["peak_mb"])
+    return {"images": images,
+            "worst_preprocess_ms": max(v["preprocess_ms"] for v in images.values()),
+            "worst_classify_ms": max(v["classify_ms"] for v in images.values()),
+            "checkpoints": rows, "checkpoint_worst_peak_mb": worst["peak_mb"], "checkpoint_worst_name": worst["name"],
+            "checkpoint_worst_seconds": max(r["seconds"] for r in rows),
+            "hostile_loaded": [r["name"] for r in rows if r["outcome"] == "loaded"]}
+
+
 # ----------------------------------------------------------------------------- report
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,6 +435,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['test_acc']:.2%} after {r['epochs']} epochs")
         else:
             say("\nGPU: no CUDA device here; the GPU path is tested on the CPU (data and model on one device)")
+    if "pen" in args.only:
+        r = results["pen"] = bench_pen(args.quick)
+        say(f"\nPen-written digits, bundled model (goal >= 99 %, every brush and size >= 98 %): {r['set']}, "
+            f"{r['drawings']:,} drawings\naccuracy {r['accuracy']:.2%}; worst: {r['worst_condition']} "
+            f"{r['worst_condition_acc']:.2%}")
+        say(f"not a digit (goal: >= 90 % of non-digits, <= 1 % of digits): {r['non_digits_flagged']:.1%} of "
+            f"{r['non_digits']} non-digits flagged, {r['digits_flagged']:.2%} of the pen-written digits")
+        say(f"fine-tuning on {r['finetune_drawings']} pen-written drawings ({'kept' if r['finetune_kept'] else 'not kept'})"
+            f": {r['finetune_seconds']:.1f} s; held-out "
+            f"({r['finetune_held_out']}) {r['holdout_before']:.1%} -> {r['holdout_after']:.1%}, MNIST "
+            f"{r['mnist_before']:.2%} -> {r['mnist_after']:.2%}")
+    if "hostile" in args.only:
+        r = results["hostile"] = bench_hostile(args.quick)
+        say("\nHostile images: fastest of 3, ms (goal: any accepted image answers in <= 100 ms)")
+        for name, v in r["images"].items():
+            say(f"{name:36} preprocess {v['preprocess_ms']:7.1f}   full answer {v['classify_ms']:7.1f}")
+        say(f"Hostile checkpoints ({len(r['checkpoints'])} files, each loaded in a fresh memory-capped process): "
+            f"worst peak {r['checkpoint_worst_peak_mb']:.1f} MB above the baseline ({r['checkpoint_worst_name']}), "
+            f"slowest {r['checkpoint_worst_seconds']:.2f} s; loaded: {', '.join(r['hostile_loaded']) or 'none'}")
     if args.json:
         print(json.dumps(results))
     return 0
