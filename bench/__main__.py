@@ -16,6 +16,9 @@ Sections:
   classroom   the Models page's downloads (checkpoint, TorchScript, ONNX, each checked against
               the model), and a class set of drawn digits scored, exported as a zip and imported
   gpu         time to 99 % on a CUDA GPU, with the card's name (only where one is present)
+  hostile     what a hostile file can cost: the worst images for the canvas pipeline (preprocessing
+              and a full answer, goal <= 100 ms), and every hostile checkpoint of bench.hostile loaded
+              in a fresh, memory-capped process (outcome, seconds, peak memory above the baseline)
   pen         the bundled model on pen-written digits of 20 writers it never saw, drawn on the canvas
               (overall and the worst brush or size), the share of non-digits and of those digits it
               flags as not a digit, and fine-tuning on a class set of pen-written digits (time,
@@ -39,7 +42,7 @@ from core import paths, presets
 from core.data import load_dataset
 from core.trainer import BatchEvent, EndEvent, TrainConfig, Trainer
 
-SECTIONS = ("throughput", "target", "latency", "dashboard", "classroom", "gpu", "pen")
+SECTIONS = ("throughput", "target", "latency", "dashboard", "classroom", "gpu", "pen", "hostile")
 
 
 # ----------------------------------------------------------------------------- throughput
@@ -352,6 +355,24 @@ def bench_pen(quick: bool) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- hostile
+
+def bench_hostile(quick: bool) -> dict:
+    """Hostile inputs: the slowest images to preprocess and the costliest checkpoints to load."""
+    from bench import hostile, hostile_images
+
+    images = hostile_images.time_worst_cases(repeats=1 if quick else 3)
+    names = ["bytearray_3gb_in_name", "deep_list_in_metrics", "nested_dicts_20mb"] if quick else None
+    rows = hostile.measure(names)
+    worst = max(rows, key=lambda r: r["peak_mb"])
+    return {"images": images,
+            "worst_preprocess_ms": max(v["preprocess_ms"] for v in images.values()),
+            "worst_classify_ms": max(v["classify_ms"] for v in images.values()),
+            "checkpoints": rows, "checkpoint_worst_peak_mb": worst["peak_mb"], "checkpoint_worst_name": worst["name"],
+            "checkpoint_worst_seconds": max(r["seconds"] for r in rows),
+            "hostile_loaded": [r["name"] for r in rows if r["outcome"] == "loaded"]}
+
+
 # ----------------------------------------------------------------------------- report
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,6 +446,14 @@ def main(argv: list[str] | None = None) -> int:
             f": {r['finetune_seconds']:.1f} s; held-out "
             f"({r['finetune_held_out']}) {r['holdout_before']:.1%} -> {r['holdout_after']:.1%}, MNIST "
             f"{r['mnist_before']:.2%} -> {r['mnist_after']:.2%}")
+    if "hostile" in args.only:
+        r = results["hostile"] = bench_hostile(args.quick)
+        say("\nHostile images: fastest of 3, ms (goal: any accepted image answers in <= 100 ms)")
+        for name, v in r["images"].items():
+            say(f"{name:36} preprocess {v['preprocess_ms']:7.1f}   full answer {v['classify_ms']:7.1f}")
+        say(f"Hostile checkpoints ({len(r['checkpoints'])} files, each loaded in a fresh memory-capped process): "
+            f"worst peak {r['checkpoint_worst_peak_mb']:.1f} MB above the baseline ({r['checkpoint_worst_name']}), "
+            f"slowest {r['checkpoint_worst_seconds']:.2f} s; loaded: {', '.join(r['hostile_loaded']) or 'none'}")
     if args.json:
         print(json.dumps(results))
     return 0
