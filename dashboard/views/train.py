@@ -237,18 +237,18 @@ def tiles(view, last, losses: list[float]) -> None:
     """The run's key numbers. Each has one definition (core.trainer) shared with the summary and the Runs table:
     samples/s and time leave out pauses, and the accuracy at the end is that of the weights kept."""
     end = view.end
-    if end is not None and end.reason not in state.UNHEALTHY:
+    if end is not None:  # the run's own final figures, as the summary below says them
         rate, acc, secs = end.samples_per_s, end.test_acc, end.train_seconds
     else:
         rate = last.samples_per_s if last else None
         acc = view.epochs[-1].test_acc if view.epochs else None
         secs = (time.perf_counter() - view.started_at - view.paused_for) if view.started_at else None
-        if end is not None:
-            secs = end.train_seconds
     with st.container(horizontal=True, key="train-tiles"):
         st.metric("Test accuracy", f"{acc:.2%}" if acc is not None else "after epoch 1", width="content",
                   help=words.term("test accuracy"))
-        st.metric("Loss", f"{charts.smooth(losses)[-1]:.3f}" if losses else "–", width="content",
+        loss = charts.smooth(losses)[-1] if losses else None
+        shown = "–" if loss is None else f"{loss:.3f}" if loss < 1000 else f"{loss:.1e} (blew up)"
+        st.metric("Loss", shown, width="content",
                   help=words.term("loss") + " Shown smoothed, as the thick line.")
         st.metric("Samples/s", f"{rate:,.0f}" if rate else "–", width="content", help=words.term("samples/s"))
         st.metric("Time", widgets.format_seconds(secs) if secs is not None else "–", width="content",
