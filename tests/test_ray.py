@@ -91,7 +91,11 @@ def test_a_run_trains_on_the_ray_cluster_through_the_run_api_and_repeats_a_headl
     from core.live import LiveRuns
     from core.rayrun import RayExecutor
 
-    live = LiveRuns(executor=RayExecutor(ray_cluster), idle_timeout_s=600)
+    joined = []  # the server joins the cluster from a page's thread, not the main thread
+    page = threading.Thread(target=lambda: joined.append(RayExecutor(ray_cluster)))
+    page.start()
+    page.join()
+    live = LiveRuns(executor=joined[0], idle_timeout_s=600)
     run = live.start("ada", cfg(epochs=2), name="on the cluster")
     assert live.active("ada") is run and run.executor_name == "ray"
     assert wait_for(lambda: run.snapshot() is not None and run.snapshot().step > 0)  # the live Draw page's weights
