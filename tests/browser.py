@@ -159,3 +159,10 @@ TRUNCATED = """() => {
 
 def font_px(locator) -> float:
     return float(locator.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
+
+
+def any_answer(page):
+    """The Draw page's answer, whatever it is: a digit, or the not-a-digit message an untrained model gets."""
+    import re
+
+    return page.get_by_text(re.compile(r"^(Prediction: |This does not look like a digit$)"))

@@ -12,7 +12,7 @@ import torch
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from core import checkpoint, export
+from core import checkpoint, export, paths
 from core import models as M
 from dashboard import state
 from tests.apptest import app
@@ -61,8 +61,9 @@ def test_the_page_offers_three_downloads_each_with_its_snippet():
     assert all(p.deferred_file_id and not p.url for p in protos.values())  # nothing is built before a click
     assert "models.exports" not in sess._built or not sess._built["models.exports"][1]
     assert [c.value for c in at.code] == [export.snippets(sess.current)[k].strip() for k in KINDS]
-    assert {m.label: m.value for m in at.metric}["Test accuracy"] == "99.07%"
-    assert any("**bundled seed CNN** (bundled)" in m.value for m in at.markdown)
+    bundled = checkpoint.load(paths.BUNDLED_MODEL)
+    assert {m.label: m.value for m in at.metric}["Test accuracy"] == f"{bundled.metrics['test_acc']:.2%}"
+    assert any(f"**{bundled.name}** (bundled)" in m.value for m in at.markdown)
     assert at.get("file_uploader")[0].label == "Upload a checkpoint"
 
 
@@ -71,8 +72,8 @@ def test_a_click_builds_each_file_once_and_it_is_the_current_model(clicks):
     sess = at.session_state[state.SESSION]
     downloads = {k: clicks[p.deferred_file_id] for k, p in buttons(at).items()}
     assert {k: d.file_name for k, d in downloads.items()} == {
-        "checkpoint": "digitlab-bundled-seed-cnn.pt", "torchscript": "digitlab-bundled-seed-cnn.torchscript.pt",
-        "onnx": "digitlab-bundled-seed-cnn.onnx"}
+        "checkpoint": "digitlab-canvas-cnn.pt", "torchscript": "digitlab-canvas-cnn.torchscript.pt",
+        "onnx": "digitlab-canvas-cnn.onnx"}
     data = {k: d.data() for k, d in downloads.items()}
     assert set(sess._built["models.exports"][1]) == set(KINDS)
     assert sess._built["models.exports"][1]["onnx"] is data["onnx"]
@@ -111,7 +112,10 @@ def test_while_a_run_trains_the_page_says_the_downloads_are_not_the_live_weights
 
     at = models_page()
     sess = at.session_state[state.SESSION]
-    sess.run = TrainingRun(TrainConfig(model=M.MLPConfig(), epochs=1))  # waiting, never started
+    from core.identity import guest_owner
+
+    owner = guest_owner(at.session_state[state.SESSION_ID])  # this browser session's own run, as a guest's
+    sess.run = TrainingRun(TrainConfig(model=M.MLPConfig(), epochs=1), owner=owner)  # waiting, never started
     at.run()
     assert not at.exception
     assert any("not the weights being trained now" in i.value for i in at.info)
