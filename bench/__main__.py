@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -178,6 +179,11 @@ def dashboard_probe(mode: str, quick: bool) -> float:
     the live panel's chart work and heartbeat once a second."""
     cfg = replace(DASHBOARD_CFG, train_subset=3000) if quick else DASHBOARD_CFG
     if mode == "headless":
+        from core.session import SLOTS
+
+        # the worker's own thread count (cores / training slots), set as the worker sets it: on this shared
+        # machine a process that sets 2 threads and one that leaves the default of 2 trained at different speeds
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // SLOTS.size))
         return [e for e in Trainer(cfg, load_dataset("mnist")).run() if isinstance(e, EndEvent)][-1].samples_per_s
     import tempfile
 
