@@ -205,8 +205,8 @@ def finetune(ckpt: checkpoint.Checkpoint, store: ClassSet | None = None, *, step
     return result
 
 
-def save_run(result: FinetuneResult, name: str | None = None):
-    """Keep the result as a saved run (core.runs.RunStore), like any trained model; its record."""
+def save_run(result: FinetuneResult, name: str | None = None, author: str = ""):
+    """Keep the result as a saved run (core.runs.RunStore), like any trained model, filed under ``author``; its record."""
     from core.runs import RunStore
     from core.trainer import BatchEvent, EndEvent, EpochEvent
 
@@ -215,7 +215,7 @@ def save_run(result: FinetuneResult, name: str | None = None):
     mean_loss = float(np.mean(result.losses)) if result.losses else 0.0
     epochs = [EpochEvent(1, mean_loss, float("nan"), float("nan"), result.mnist_after, result.seconds, result.seconds)]
     end = EndEvent("finished", result.summary(), 1, len(result.losses), result.seconds, 0.0, result.mnist_after, None)
-    return RunStore().save(name or result.checkpoint.name, result.checkpoint, batches, epochs, end)
+    return RunStore().save(name or result.checkpoint.name, result.checkpoint, batches, epochs, end, author=author)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,7 @@ def sidebar() -> None:
             st.caption(f"Last run: {end.reason}" if end else "Last run ended.")
             return
         if view.state == "queued":
-            st.caption(f":material/hourglass_top: Waiting for a training slot (place {view.queue_position or 1})")
+            st.caption(f":material/hourglass_top: Waiting: {queue_text(view)}")
         elif view.state == "paused":
             st.caption(":material/pause: Training paused")
         else:
@@ -157,3 +157,14 @@ def back_to_bundled(key: str) -> None:
                  help="The model that came with Digit Lab (about 99 % right on the test images)."):
         sess.use_bundled()
         st.rerun()  # the whole page: the sidebar and every answer change
+
+
+def queue_text(view) -> str:
+    """'2nd in line, should start in about 40 s': the place and the estimate core.session gives."""
+    place = view.queue_position or 1
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    eta = view.estimated_start_s
+    if eta is None:
+        return f"{place}{suffix} in line"
+    when = f"{max(5, round(eta / 5) * 5):.0f} s" if eta < 90 else f"{round(eta / 60):.0f} min"
+    return f"{place}{suffix} in line, should start in about {when}"

@@ -30,10 +30,10 @@ SIZES = {
                           device_scale_factor=2),
 }
 PAGES = {"home": "", "train": "train", "draw": "draw", "classset": "classset", "evaluate": "evaluate",
-         "runs": "runs", "models": "models", "tensors": "tensors", "glossary": "glossary"}
+         "runs": "runs", "models": "models", "tensors": "tensors", "glossary": "glossary", "results": "results"}
 TITLES = {"home": "Digit Lab", "train": "Train a network", "draw": "Draw a digit", "classset": None,
           "evaluate": "Evaluate the current model", "runs": "Runs", "models": None, "tensors": None,
-          "glossary": "Glossary"}
+          "glossary": "Glossary", "results": None}
 
 
 @pytest.fixture(scope="module")

@@ -50,8 +50,8 @@ def test_fine_tuning_learns_a_style_mnist_lacks_and_keeps_mnist(tmp_path, bundle
     assert result.holdout_before < 0.9  # the underline throws the bundled model
     assert result.holdout_after >= result.holdout_before + 0.1
     assert result.mnist_after >= result.mnist_before - FT.MAX_MNIST_DROP
-    record = FT.save_run(result)
-    assert RunStore().list()[0].id == record.id
+    record = FT.save_run(result, author="Ana")
+    assert RunStore().list()[0].id == record.id and RunStore().list()[0].author == "Ana"  # filed under who asked
     again = record.checkpoint()
     assert again.metrics["classset_holdout_after_acc"] == pytest.approx(result.holdout_after)
     assert "pen_acc" not in again.metrics  # measured on other weights

@@ -208,7 +208,7 @@ if st.button("Fine-tune the current model on our drawings", icon=":material/mode
 
     try:
         result = FT.finetune(sess.current, store, progress=_progress)
-        record = FT.save_run(result)
+        record = FT.save_run(result, author=state.owner())
     except (FT.FinetuneError, C.ClassSetError, OSError) as err:
         sess._built["finetune"] = ("error", str(err))
     else:

@@ -189,17 +189,6 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
         st.error(problem)
 
 
-def queue_text(view) -> str:
-    """'2nd in line, should start in about 40 s': the place and the estimate core.session gives."""
-    place = view.queue_position or 1
-    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
-    eta = view.estimated_start_s
-    if eta is None:
-        return f"{place}{suffix} in line"
-    when = f"{max(5, round(eta / 5) * 5):.0f} s" if eta < 90 else f"{round(eta / 60):.0f} min"
-    return f"{place}{suffix} in line, should start in about {when}"
-
-
 def end_summary(view) -> None:
     end = view.end
     if end.reason == "diverged":
@@ -276,7 +265,7 @@ def live_panel() -> None:
     if run.done and sess.adopt_finished_run():
         st.rerun()  # the end of a run changes buttons and the current model: redraw the whole page
     if view.state == "queued":
-        st.warning(f"Other runs are using this server's training slots: {queue_text(view)}. It starts by itself.",
+        st.warning(f"Other runs are using this server's training slots: {widgets.queue_text(view)}. It starts by itself.",
                    icon=":material/hourglass_top:")
     elif view.start is None and view.end is None:
         st.info("Loading the data and building the model…")
