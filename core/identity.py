@@ -90,9 +90,14 @@ class Who:
 
 def may_manage(who: Who | None, owner: str) -> bool:
     """Stop, rename or delete what ``owner`` made: its owner or the teacher. ``who`` None means the
-    server itself (the command line, a test): not a person in a classroom, so not limited."""
+    server itself (the command line, a test): not a person in a classroom, so not limited.
+
+    Something made before authors were kept (``owner`` empty) is the teacher's to manage; on a server
+    with no teacher key (a student alone at home) it is anyone's, or nobody could ever remove it."""
     if who is None:
         return True
+    if not owner:
+        return who.teacher or not teacher_key_set()
     return who.teacher or who.owns(owner)
 
 

@@ -128,7 +128,7 @@ def touch_draw_on(page, canvas_locator, strokes) -> None:
 
 
 # Every visible button label, metric label and metric value whose text is cut: wider than its box.
-TRUNCATED = """() => {
+TRUNCATED = r"""() => {
     const sel = ['button', 'button *', '[data-testid="stMetricLabel"]', '[data-testid="stMetricLabel"] *',
                  '[data-testid="stMetricValue"]', '[data-testid="stMetricValue"] *'].join(',');
     const cut = [];

@@ -58,7 +58,8 @@ def test_two_sessions_using_one_name_are_told_and_a_reset_forgets_every_name():
 
 # ---------------------------------------------------------------------- ownership
 
-def test_a_student_manages_only_their_own_runs_and_the_teacher_all():
+def test_a_student_manages_only_their_own_runs_and_the_teacher_all(monkeypatch):
+    monkeypatch.setenv(identity.TEACHER_KEY_ENV, "owl-42")
     assert identity.may_manage(ANA, "Ana") and not identity.may_manage(BEN, "Ana")
     assert not identity.may_manage(ANA, "") and not identity.may_manage(ANA, identity.guest_owner("s2"))
     assert identity.may_manage(Who("Ana", "s1", teacher=True), "Ben")
@@ -66,6 +67,9 @@ def test_a_student_manages_only_their_own_runs_and_the_teacher_all():
     assert guest.owner == identity.guest_owner("s9") and identity.may_manage(guest, guest.owner)
     assert identity.may_manage(Who("Zoe", "s9"), guest.owner)  # a guest who then gave a name keeps their runs
     assert not identity.may_manage(Who("", "s1"), "")  # an old run without an author is the teacher's to manage
+    monkeypatch.delenv(identity.TEACHER_KEY_ENV)
+    assert identity.may_manage(Who("", "s1"), "")  # ... and anyone's where no teacher key is set: never stuck
+    assert not identity.may_manage(BEN, "Ana")  # while a named run stays its author's
     assert identity.shown("") == "unknown" and identity.shown(guest.owner) == "a guest"
 
 
