@@ -22,7 +22,6 @@ import os
 import pickle
 import pickletools
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch.nn as nn
 
 from core import models as M
 from core.data import DATASETS
-from core.files import FileRefused, read_regular, shown
+from core.files import FileRefused, read_regular, shown, sync_folder, write_synced_temp
 
 FORMAT = "digitlab-checkpoint"
 VERSION = 1
@@ -102,28 +101,13 @@ def to_bytes(ckpt: Checkpoint) -> bytes:
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is always either the old or the new file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = write_synced_temp(path.parent, data, prefix=f".{path.name}.")
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved file should look like any other
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    sync_folder(path.parent)
 
 
 def save(ckpt: Checkpoint, path: str | Path) -> Path:

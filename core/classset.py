@@ -31,7 +31,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 import warnings
 import zipfile
@@ -50,7 +49,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from core import checkpoint, identity, paths
 from core.data import DATASETS, DatasetInfo
-from core.files import FileRefused, read_regular, shown
+from core.files import FileRefused, read_regular, shown, sync_folder, write_synced_temp
 from core.images import MAX_FILE_BYTES, ImageError, load_image_bytes
 from core.inference import predict_proba, preprocess, to_ink
 
@@ -72,8 +71,6 @@ NOT_A_ZIP = "not a zip file: a class set is exported as a .zip of PNG images and
 
 _NAME = re.compile(r"^([0-9])-([0-9a-f]{16})\.png$")
 _ID = re.compile(r"^[0-9a-f]{16}$")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _THREAD_LOCK = threading.Lock()  # only where fcntl is missing
 _DECODER_TAKES_LIMIT = "max_pixels" in inspect.signature(load_image_bytes).parameters
 
@@ -276,29 +273,11 @@ class ClassSet:
 
     def _stage(self, png: bytes) -> str:
         """Write ``png`` to a temporary file in the folder, synced; its path. Done before taking the lock."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".new-", suffix=".png.tmp")
-        try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a drawing should look like any other file
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(png)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return tmp
+        return write_synced_temp(self.root, png, prefix=".new-", suffix=".png.tmp")
 
     def _sync_folder(self) -> None:
         """Make the renames durable."""
-        try:
-            fd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+        sync_folder(self.root)
 
     def add(self, pixels: np.ndarray, label: int, background: str = "auto", author: str = "") -> Drawing:
         """Store a canvas as a drawing of ``label``, by ``author`` (kept inside the PNG).

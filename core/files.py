@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
+
+_UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
+os.umask(_UMASK)
 
 
 class FileRefused(ValueError):
@@ -72,3 +76,34 @@ def shown(text: object, limit: int = 200) -> str:
         else:
             out.append(ch.encode("unicode_escape").decode("ascii"))
     return "".join(out) + ("…" if len(s) > limit else "")
+
+
+
+def write_synced_temp(folder: str | Path, data: bytes, prefix: str, suffix: str = ".tmp") -> str:
+    """Write ``data`` to a new temporary file in ``folder``, flushed to disk; its path, ready to be renamed
+    into place. Nothing is left behind if the write fails."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a saved file should look like any other
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Make renames in ``folder`` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
