@@ -120,7 +120,14 @@ def lower_priority() -> None:
     if nice in ("", "0"):
         return
     try:
-        os.setpriority(os.PRIO_PROCESS, 0, int(nice))
+        value = int(nice)
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+        # and every thread that already exists (a pool a library started before this ran): new ones inherit it
+        for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ():
+            try:
+                os.setpriority(os.PRIO_PROCESS, int(tid), value)
+            except OSError:
+                pass  # the thread ended meanwhile
     except (AttributeError, OSError, ValueError):
         pass  # not allowed: train at the server's priority
 

@@ -121,6 +121,7 @@ html { font-size: 20px; }
 .stApp [data-testid="stProgress"] > div > div { height: 1.1rem; }
 .stApp [data-testid="stVerticalBlockBorderWrapper"], .stApp [data-testid="stExpander"] details { border: 2px solid #000; }
 .stApp button { border-width: 2px !important; font-weight: 700; }
+.stApp button:disabled, .stApp button:disabled * { color: #8a8a8a !important; border-color: #c8c8c8 !important; }
 .stApp .st-key-draw-answer h2 { font-size: 3.6rem !important; }
 @media (max-width: 480px) { .stApp .st-key-draw-answer h2 { font-size: 2.8rem !important; } }
 .stApp .st-key-draw-answer h3 { font-size: 2rem !important; }

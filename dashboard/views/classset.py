@@ -195,8 +195,10 @@ try:
     FT.check(sess.current, [d.label for d in drawings])
 except FT.FinetuneError as err:
     problem = str(err)
-if problem:
+if problem and drawings:  # an empty set is already said above, once
     st.info(widgets.md_escape(problem), icon=":material/school:")
+elif problem:
+    st.caption("Needs drawings first.")
 if st.button("Fine-tune the current model on our drawings", icon=":material/model_training:", key="classset.finetune",
              disabled=problem is not None or widgets.run_active(),
              help="Wait for the run in progress to end first." if widgets.run_active() else None):

@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard import words
 
 st.title("Glossary")
-st.caption("Each word as the pages use it. Hover over a ⓘ on any page for the same sentence.")
+st.caption("Each word as the pages use it. Hover over the ? mark beside a word on any page for the same sentence.")
 for name in sorted(words.TERMS, key=str.lower):
     st.markdown(f"**{name}** — {words.TERMS[name]}")
 

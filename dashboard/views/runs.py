@@ -80,15 +80,22 @@ if chosen:
             acc.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] * 100 for e in epochs],
                                      mode="lines+markers", name=html.escape(r.name)))
     a, b = st.columns(2)
-    a.plotly_chart(charts.finish(loss, "Loss (smoothed)", 340, "cross-entropy", "step"), key="runs.loss",
+    title = "Loss (smoothed)"
+    if any(charts.blew_up(list(t.y)) for t in loss.data):  # one diverged run would flatten every other onto 0
+        loss.update_yaxes(type="log", autorange=True)
+        title = "Loss (smoothed, log scale)"
+    charts.finish(loss, title, 340, "cross-entropy", "step")
+    if len(loss.data) > 1:  # run names are long: in a half-width chart the legend takes a line each, above the plot
+        loss.update_layout(margin=dict(t=loss.layout.margin.t + 26 * (len(loss.data) - 1)))
+    a.plotly_chart(loss, key="runs.loss",
                    config={"displayModeBar": False})
     if acc.data:
         acc.update_yaxes(range=[0, 100])  # from zero, as on Evaluate: a height is an accuracy
         b.plotly_chart(charts.finish(acc, "Test accuracy per epoch", 340, "%", "epoch"), key="runs.acc",
                        config={"displayModeBar": False})
     else:
-        b.info("No epoch has ended in these runs yet, so there is no test accuracy per epoch to draw.",
-               icon=":material/info:")
+        b.info("No epoch has ended in these runs yet, so there is no test accuracy per epoch to draw. The table's "
+               "test accuracy is of the weights each run kept when it ended.", icon=":material/info:")
 
 st.subheader("Manage a run")
 rid = st.selectbox("Run", list(by_id), format_func=lambda i: label(by_id[i]), key="runs.pick")

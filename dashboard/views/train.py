@@ -162,7 +162,10 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
     run = sess.run
     mine = run is None or state.may_manage(run.owner)  # pages attach only their person's run; this is a second lock
     not_mine = None if mine else widgets.md_escape(identity.why_not(run.owner))  # a name is user text
-    st.markdown(f"**Ready:** {widgets.md_escape(trainform.summary(cfg))}")
+    if running and run is not None:  # what trains now, not the settings the next run would take
+        st.markdown(f"**Training:** {widgets.md_escape(trainform.summary(run.config))}")
+    else:
+        st.markdown(f"**Ready:** {widgets.md_escape(trainform.summary(cfg))}")
     if not state.who().name and not running:  # before Start only: while training the chart needs the room
         st.caption(":material/badge: You have not typed your name (top of the side panel): a run you start now is "
                    "a guest's, yours only in this tab, and not on the Results page.")
@@ -233,8 +236,8 @@ def tiles(view, last, losses: list[float]) -> None:
         acc = view.epochs[-1].test_acc if view.epochs else None
         secs = (time.perf_counter() - view.started_at - view.paused_for) if view.started_at else None
     with st.container(horizontal=True, key="train-tiles"):
-        st.metric("Test accuracy", f"{acc:.2%}" if acc is not None else "after epoch 1", width="content",
-                  help=words.term("test accuracy"))
+        st.metric("Test accuracy", f"{acc:.2%}" if acc is not None else "–", width="content",
+                  help=words.term("test accuracy") + " Measured at the end of each epoch: the first comes after epoch 1.")
         loss = charts.smooth(losses)[-1] if losses else None
         shown = "–" if loss is None else f"{loss:.3f}" if loss < 1000 else f"{loss:.1e} (blew up)"
         st.metric("Loss", shown, width="content",
