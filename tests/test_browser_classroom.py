@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from core.classset import ClassSet
 from tests.apptest import drawing
-from tests.browser import StreamlitServer, artifacts_dir, digit_strokes, draw_on
+from tests.browser import StreamlitServer, artifacts_dir, digit_strokes, draw_on, settled
 
 SHOTS = artifacts_dir()
 expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a speed assertion
@@ -141,4 +141,5 @@ def test_projector_mode_is_large_and_kept_across_pages(page, server):
     expect(page.get_by_role("heading", name="Train a network")).to_be_visible()
     expect(page.get_by_role("switch", name="Projector mode")).to_be_checked()
     assert size() > normal and "projector=true" in page.url
+    settled(page)  # the screenshot shows the page drawn, not its loading placeholders
     page.screenshot(path=SHOTS / "32-projector-train.png")

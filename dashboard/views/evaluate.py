@@ -45,8 +45,9 @@ with left:
     fig = go.Figure(go.Scatter(
         x=[classes[p] for p in pred_idx.ravel()], y=[classes[t] for t in true_idx.ravel()], mode="markers+text",
         text=[str(c) if c else "" for c in counts],
-        textfont=dict(size=18 if state.projector_on() else 12, color=["white" if c > counts.max() / 4 else charts.INK for c in counts]),
-        marker=dict(symbol="square", size=34, color=np.log1p(counts), colorscale="Blues", line=dict(width=0)),
+        textfont=dict(size=15 if state.projector_on() else 11, color=["white" if c > counts.max() / 4 else charts.INK for c in counts]),
+        # squares of 30 px with 11 px counts: "1126" fits inside one even on a phone's width
+        marker=dict(symbol="square", size=30, color=np.log1p(counts), colorscale="Blues", line=dict(width=0)),
         # a clicked cell turns amber; the others stay as they were, readable (not faded)
         selected=dict(marker=dict(opacity=1, color="#f59e0b")), unselected=dict(marker=dict(opacity=1)),
         customdata=np.stack([true_idx.ravel(), pred_idx.ravel(), counts], 1),
