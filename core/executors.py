@@ -82,6 +82,10 @@ class LocalExecutor:
                                            commands_in))
             try:
                 proc.start()
+            except BaseException:
+                events_in.close()
+                commands_out.close()
+                raise
             finally:
                 events_out.close()
                 commands_in.close()

@@ -121,6 +121,24 @@ def teacher_key_set() -> bool:
     return bool(os.environ.get(TEACHER_KEY_ENV, "").strip())
 
 
+_WRONG_KEYS: list[float] = []  # time.monotonic() of each wrong key in the last minute, on the whole server
+_WRONG_KEYS_LOCK = threading.Lock()
+WRONG_KEYS_PER_MINUTE = 20  # server-wide: a reload or a new tab does not reset it, so guessing stays slow
+
+
+def key_guess_allowed() -> bool:
+    """False once the server has seen WRONG_KEYS_PER_MINUTE wrong keys within a minute, from anyone."""
+    with _WRONG_KEYS_LOCK:
+        now = time.monotonic()
+        _WRONG_KEYS[:] = [t for t in _WRONG_KEYS if now - t < 60.0]
+        return len(_WRONG_KEYS) < WRONG_KEYS_PER_MINUTE
+
+
+def record_wrong_key() -> None:
+    with _WRONG_KEYS_LOCK:
+        _WRONG_KEYS.append(time.monotonic())
+
+
 def check_teacher_key(given) -> bool:
     """True only for the server's key; constant time whatever the guess; always False with no key set."""
     key = os.environ.get(TEACHER_KEY_ENV, "").strip()

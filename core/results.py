@@ -71,6 +71,8 @@ def best_runs(records: list[RunRecord], dataset: str = "mnist", hidden: set[str]
         acc = _number(r.metrics.get("test_acc"))
         if r.reason not in ENDED_WELL or acc is None or r.settings.get("dataset", "mnist") != dataset:
             continue
+        if r.settings.get("recipe") == "core.finetune":  # a model fine-tuned on the class set, not a run trained
+            continue
         if not identity.is_named(r.author):
             unnamed += 1
             continue

@@ -107,7 +107,9 @@ def apply_env(env: dict) -> None:
 
 
 def digitlab_env() -> dict:
-    return {k: v for k, v in os.environ.items() if k.startswith("DIGITLAB_")}
+    """The settings a run takes along (to a worker, or to a Ray node): every DIGITLAB_* but the teacher key,
+    which never leaves the web server."""
+    return {k: v for k, v in os.environ.items() if k.startswith("DIGITLAB_") and k != "DIGITLAB_TEACHER_KEY"}
 
 
 def lower_priority() -> None:

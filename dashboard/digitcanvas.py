@@ -10,7 +10,6 @@ touch alike; ``touch-action: none`` keeps a finger's stroke from scrolling the p
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 import streamlit as st
@@ -97,10 +96,20 @@ def digit_canvas(size: int, brush: int, generation: int, key: str) -> tuple[np.n
     result = _component(data={"size": int(size), "brush": int(brush), "generation": int(generation)}, key=key,
                         default={"drawing": None}, on_drawing_change=lambda: None, width="content",
                         height="content")
-    drawing = result.get("drawing")
-    if not drawing or drawing.get("generation") != generation or not drawing.get("png"):
-        return None, None
-    png = base64.b64decode(drawing["png"].split(",", 1)[1])
-    from PIL import Image
+    return decode_drawing(result.get("drawing"), size, generation)
 
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")), png
+
+def decode_drawing(drawing, size: int, generation: int) -> tuple[np.ndarray | None, bytes | None]:
+    """The square's message -> (RGBA pixels, PNG); (None, None) for an empty, stale or malformed one."""
+    if not isinstance(drawing, dict) or drawing.get("generation") != generation or not drawing.get("png"):
+        return None, None
+    # what the browser sends is input like any upload: decoded only within the square's own size, and a
+    # malformed message counts as no drawing rather than a traceback
+    from core.images import ImageError, load_image_bytes
+
+    try:
+        png = base64.b64decode(str(drawing["png"]).split(",", 1)[1], validate=True)
+        pixels = load_image_bytes(png, "the drawing", max_pixels=4 * int(size) ** 2)
+    except (ImageError, ValueError, IndexError, TypeError):
+        return None, None
+    return pixels, png

@@ -86,7 +86,7 @@ def _unlock() -> None:
     given = st.session_state.get(KEY_BOX) or ""
     st.session_state[KEY_BOX] = ""  # never kept, never sent back to the page
     count, last = st.session_state.get(WRONG_TRIES, (0, 0.0))
-    if count >= MAX_TRIES and time.monotonic() - last < LOCKOUT_S:
+    if count >= MAX_TRIES and time.monotonic() - last < LOCKOUT_S or not identity.key_guess_allowed():
         st.session_state[REFUSED + ".key"] = "Too many wrong keys: wait a minute, then try again."
         return
     if identity.check_teacher_key(given):
@@ -94,6 +94,7 @@ def _unlock() -> None:
         st.session_state[WRONG_TRIES] = (0, 0.0)
         st.session_state[REFUSED + ".key"] = None
     else:
+        identity.record_wrong_key()
         st.session_state[WRONG_TRIES] = (count + 1 if count < MAX_TRIES else 1, time.monotonic())
         st.session_state[REFUSED + ".key"] = identity.WRONG_KEY
 

@@ -245,3 +245,25 @@ def test_a_drawing_keeps_its_author_inside_its_file_once_through_export_and_impo
     assert [fresh.author(d) for d in fresh.list()] == ["Zoe"]  # no column: filed under whoever imported it
     assert cs.remove_own(ANA) == 1 and [d.id for d in cs.list()] == [theirs.id]
     assert cs.clear(by=Who("T", "s0", teacher=True)) == 1
+
+
+def test_a_model_fine_tuned_on_the_class_set_is_not_ranked_as_a_run_trained(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    saved(store, "Ana", 0.95)
+    tuned = saved(store, "Ben", 0.99)  # the bundled model fine-tuned: near the top without training anything
+    meta_path = tuned.folder / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta["settings"] = {"recipe": "core.finetune", "base": "Canvas CNN", "dataset": "mnist"}
+    meta_path.write_text(json.dumps(meta))
+    entries, _ = best_runs(store.list())
+    assert [e.author for e in entries] == ["Ana"]
+
+
+def test_wrong_teacher_keys_are_limited_on_the_whole_server_not_per_tab(monkeypatch):
+    monkeypatch.setattr(identity, "_WRONG_KEYS", [])
+    assert identity.key_guess_allowed()
+    for _ in range(identity.WRONG_KEYS_PER_MINUTE):
+        identity.record_wrong_key()  # from any number of tabs: the count is the server's
+    assert not identity.key_guess_allowed()
+    identity._WRONG_KEYS[:] = [t - 61 for t in identity._WRONG_KEYS]  # a minute later
+    assert identity.key_guess_allowed()
