@@ -179,7 +179,7 @@ def dashboard_probe(mode: str, quick: bool) -> float:
     the live panel's chart work and heartbeat once a second."""
     cfg = replace(DASHBOARD_CFG, train_subset=3000) if quick else DASHBOARD_CFG
     if mode == "headless":
-        from core.session import SLOTS
+        from core.jobs import SLOTS
 
         # the worker's own thread count (cores / training slots), set as the worker sets it: on this shared
         # machine a process that sets 2 threads and one that leaves the default of 2 trained at different speeds

@@ -1,7 +1,7 @@
 """Where a run trains: a worker process on this machine, or an actor on a Ray cluster.
 
 An executor's ``train(run)`` is called in the run's own thread in the server. It starts the worker,
-feeds what comes back into the ``TrainingRun`` (``core.session``) and returns when the worker is done,
+feeds what comes back into the ``TrainingRun`` (``core.jobs``) and returns when the worker is done,
 whether it ended well, failed, or died.
 
 ``LocalExecutor`` (the default) starts one process per run from a fork server that has already

@@ -19,7 +19,7 @@ import threading
 import time
 
 from core.runs import RunStore
-from core.session import TrainingRun
+from core.jobs import TrainingRun
 from core.trainer import TrainConfig
 
 log = logging.getLogger("digitlab")

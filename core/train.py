@@ -168,7 +168,7 @@ def train_on_ray(cfg: TrainConfig, name: str, executor, show: Printer):
     """On the Ray cluster of DIGITLAB_RAY_ADDRESS; returns (the model it sent back or None, whether Ctrl-C stopped it)."""
     import threading
 
-    from core.session import SlotPool, TrainingRun
+    from core.jobs import SlotPool, TrainingRun
 
     run = TrainingRun(cfg, name=name, executor=executor, slots=SlotPool(1)).start()
     asked, tick = threading.Event(), threading.Event()

@@ -1,7 +1,7 @@
 """Everything one browser session keeps, and the names of its session-state keys.
 
 Streamlit calls happen only in the script thread. The training thread lives inside a
-``TrainingRun`` (``core.session``) and is read through its lock-protected ``view()``.
+``TrainingRun`` (``core.jobs``) and is read through its lock-protected ``view()``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from core import checkpoint, identity, paths, pendigits
 from core.data import DatasetInfo, dataset_info
-from core.session import TrainingRun
+from core.jobs import TrainingRun
 
 # session-state keys, all in one place
 SESSION = "digitlab.session"

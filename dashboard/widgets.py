@@ -161,7 +161,7 @@ def back_to_bundled(key: str) -> None:
 
 
 def queue_text(view) -> str:
-    """'2nd in line, should start in about 40 s': the place and the estimate core.session gives."""
+    """'2nd in line, should start in about 40 s': the place and the estimate core.jobs gives."""
     place = view.queue_position or 1
     suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
     eta = view.estimated_start_s

@@ -102,7 +102,7 @@ def test_a_student_cannot_rename_or_delete_another_students_run_and_the_teacher_
 
 
 def test_a_live_run_of_another_student_cannot_be_stopped_by_them():
-    class Run:  # core.session.TrainingRun's owner, as core.live keeps it
+    class Run:  # core.jobs.TrainingRun's owner, as core.live keeps it
         owner = "Ana"
 
     with pytest.raises(NotAllowed):

@@ -107,7 +107,7 @@ def test_an_uploaded_model_is_named_as_uploaded_and_its_downloads_follow_it(clic
 
 
 def test_while_a_run_trains_the_page_says_the_downloads_are_not_the_live_weights():
-    from core.session import TrainingRun
+    from core.jobs import TrainingRun
     from core.trainer import TrainConfig
 
     at = models_page()

@@ -10,7 +10,7 @@ import pytest
 
 from core import checkpoint, paths
 from core import lessons as L
-from core.session import TrainingRun
+from core.jobs import TrainingRun
 from core.runs import RunStore
 from core.trainer import BatchEvent, TrainConfig, Trainer
 from core import models as M

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core import models as M
-from core.session import SlotPool, TrainingRun
+from core.jobs import SlotPool, TrainingRun
 from core.trainer import BatchEvent, TrainConfig, Trainer
 
 
