@@ -7,8 +7,10 @@ Streamlit calls happen only in the script thread. The training thread lives insi
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import streamlit as st
 import torch.nn as nn
@@ -28,6 +30,65 @@ TEACHER = "digitlab.teacher"  # True once this session has entered the teacher k
 
 
 UNHEALTHY = ("diverged", "failed")  # runs whose model never answers unless a person picks it
+
+T = TypeVar("T")
+
+
+def _plain(value: object) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    return isinstance(value, tuple) and all(_plain(v) for v in value)
+
+
+def _same(a: object, b: object) -> bool:
+    """Plain values are the same when equal; anything else (a Checkpoint, a model) only when it is the same object."""
+    if _plain(a) and _plain(b):
+        return type(a) is type(b) and a == b
+    return a is b
+
+
+class Memo:
+    """Things a page builds once and keeps while what they were built from stays the same.
+
+    ``get(key, deps, build)`` calls ``build()`` the first time, and again whenever ``deps`` differ from the
+    last call's, element by element: plain values (str, int, float, bool, None, tuples of them) by equality,
+    any other object by identity, so a checkpoint is never compared by its weights.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple, Any]] = {}
+
+    def get(self, key: str, deps: tuple, build: Callable[[], T]) -> T:
+        entry = self._entries.get(key)
+        if entry is not None and len(entry[0]) == len(deps) and all(map(_same, entry[0], deps)):
+            return entry[1]
+        value = build()
+        self._entries[key] = (tuple(deps), value)
+        return value
+
+    def drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+
+@dataclass
+class LossTrace:
+    """The Train page's copy of a run's batches so far, so each refresh copies only the new ones."""
+
+    ticket: int | None = None  # the run it follows
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    last: object = None  # the newest batch record
+
+    def follow(self, ticket: int) -> None:
+        """Start over when another run is shown."""
+        if self.ticket != ticket:
+            self.ticket, self.steps, self.losses, self.last = ticket, [], [], None
 
 
 @dataclass
@@ -60,6 +121,20 @@ class AppSession:
     lesson_run: tuple | None = None  # (lesson title, run label, TrainConfig) of the lesson last loaded
     flash: tuple | None = None  # (kind, text): a message for the next run of a page, after a callback
     chosen_during: int | None = None  # ticket of the run that was training when a model was picked by hand
+    adopted_ticket: int | None = None  # the run whose end was last seen and dealt with
+    memo: Memo = field(default_factory=Memo)  # models, evaluations and exports built for this session
+    # the Class set page
+    classset_table_version: int = 0  # bumped to give the drawings table fresh widget keys
+    classset_imported_upload: str | None = None  # file id of the last zip imported (once per upload)
+    finetune_outcome: tuple | None = None  # ("done", checkpoint, name) or ("error", message)
+    # the Runs page
+    runs_compared: list | None = None  # ids of the runs picked for Compare (kept when a run is renamed)
+    runs_name_of: str | None = None  # the run whose name the rename box shows
+    # the Models page
+    models_uploaded: tuple | None = None  # (file id, ok, message) of the last file read
+    # the Train page
+    preview_batch: int = 0  # which batch of training images the preview shows
+    loss_trace: LossTrace = field(default_factory=LossTrace)
     _built: dict = field(default_factory=dict)
 
     def adopt_finished_run(self) -> bool:
@@ -70,14 +145,13 @@ class AppSession:
         the page redraws whole: buttons unlock, the sidebar names the new model.
         """
         run = self.run
-        if run is None or not run.done or self._built.get("adopted") == run.ticket:
+        if run is None or not run.done or self.adopted_ticket == run.ticket:
             return False
-        self._built["adopted"] = run.ticket
+        self.adopted_ticket = run.ticket
         end = run.view(since_batch=10**12).end
         healthy = end is not None and end.reason not in UNHEALTHY
         if run.result is not None and healthy and self.chosen_during != run.ticket:  # a model picked meanwhile stays
             self.current, self.current_source = run.result, "trained"
-            self._built.pop("current", None)
         self.saved_run_id, self.save_error = run.saved_id, run.save_error
         return True
 
@@ -89,14 +163,9 @@ class AppSession:
         self.current, self.current_source = ckpt, source
         if self.run is not None and not self.run.done:
             self.chosen_during = self.run.ticket
-        self._built.pop("current", None)
 
     def current_model(self) -> nn.Module:
-        cached = self._built.get("current")
-        if cached is None or cached[0] is not self.current:
-            cached = (self.current, self.current.build())
-            self._built["current"] = cached
-        return cached[1]
+        return self.memo.get("current", (self.current,), self.current.build)
 
     def model_for_drawing(self) -> ModelChoice:
         """The live weights of a run in progress, else the current model."""
@@ -104,15 +173,11 @@ class AppSession:
         if run is not None and not run.done:
             snap = run.snapshot()
             if snap is not None and snap.step > 0:
-                key = (run.ticket, snap.step)
-                cached = self._built.get("live")
-                if cached is None or cached[0] != key:
-                    cached = (key, snap.build())
-                    self._built["live"] = cached
+                live = self.memo.get("live", (run.ticket, snap.step), snap.build)
                 view = run.view(since_batch=10**12)
                 last = view.epochs[-1] if view.epochs else None
                 acc = f", test accuracy {last.test_acc:.1%} after epoch {last.epoch}" if last else ""
-                return ModelChoice(cached[1], "the model being trained",
+                return ModelChoice(live, "the model being trained",
                                    f"live weights at step {snap.step:,}{acc}", run.config.dataset, live=True)
         ck = self.current
         acc = ck.metrics.get("test_acc")
