@@ -73,6 +73,11 @@ class Checkpoint:
     def description(self) -> str:
         return M.describe(self.model_config)
 
+    @property
+    def title(self) -> str:
+        """What pages and files call it: its name, or its model's description when it has none."""
+        return self.name or self.description
+
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

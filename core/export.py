@@ -68,7 +68,7 @@ def metadata(ckpt) -> dict[str, str]:
     """What a file should say about itself: stored in the TorchScript and ONNX exports."""
     info = dataset_info(ckpt.dataset)
     acc = ckpt.metrics.get("test_acc")
-    return {"name": ckpt.name or ckpt.description, "model": ckpt.description, "dataset": ckpt.dataset,
+    return {"name": ckpt.title, "model": ckpt.description, "dataset": ckpt.dataset,
             "classes": json.dumps(list(info.classes)), "mean": str(info.mean), "std": str(info.std),
             "input": INPUT, "output": OUTPUT, "created": ckpt.created,
             "test_accuracy": f"{acc:.4f}" if isinstance(acc, (int, float)) else "unknown"}
@@ -76,7 +76,7 @@ def metadata(ckpt) -> dict[str, str]:
 
 def file_names(ckpt) -> dict[str, str]:
     """Download names from the model's name, reduced to safe ASCII: ``digitlab-seed-cnn.pt`` and so on."""
-    text = unicodedata.normalize("NFKD", ckpt.name or ckpt.description).encode("ascii", "ignore").decode()
+    text = unicodedata.normalize("NFKD", ckpt.title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].strip("-") or "model"
     stem = f"digitlab-{slug}"
     return {"checkpoint": f"{stem}.pt", "torchscript": f"{stem}.torchscript.pt", "onnx": f"{stem}.onnx"}

@@ -95,7 +95,7 @@ def split(ids: list[str], labels: list[int], share: float = HOLDOUT_SHARE) -> tu
 def check(ckpt: checkpoint.Checkpoint, labels: list[int]) -> None:
     """Raise FinetuneError when fine-tuning cannot do good: the message says what is needed."""
     if ckpt.dataset != "mnist":
-        raise FinetuneError(f"“{ckpt.name or ckpt.description}” was trained on {DATASETS[ckpt.dataset].title}; the "
+        raise FinetuneError(f"“{ckpt.title}” was trained on {DATASETS[ckpt.dataset].title}; the "
                             "class set holds digits. Pick a model trained on MNIST to fine-tune.")
     if not labels:
         raise FinetuneError("The class set is empty: draw digits on the Draw page and add them to the class set "
@@ -187,9 +187,9 @@ def finetune(ckpt: checkpoint.Checkpoint, store: ClassSet | None = None, *, step
     metrics.update({"test_acc": after_mnist, "classset_holdout_before_acc": before_hold,
                     "classset_holdout_after_acc": after_hold, "train_seconds": round(seconds, 2),
                     "epochs": 1, "steps": steps})
-    train_config = {"recipe": "core.finetune", "base": ckpt.name or ckpt.description, "steps": steps,
+    train_config = {"recipe": "core.finetune", "base": ckpt.title, "steps": steps,
                     "seed": seed, "lr": LR, "drawings": len(fit), "held_out": len(hold)}
-    base = ckpt.name or ckpt.description
+    base = ckpt.title
     new = checkpoint.from_model(model, ckpt.model_config, dataset="mnist", train_config=train_config,
                                 metrics=metrics, name=f"{base}, fine-tuned on our drawings"[:120])
     result = FinetuneResult(new, len(fit), len(hold), before_hold, after_hold, before_mnist, after_mnist, seconds,

@@ -203,3 +203,10 @@ def test_accuracies_that_are_not_fractions_are_dropped():
     payload = C.to_payload(make())
     payload["metrics"] = {"test_acc": True, "drawn_acc": 7.5, "train_acc": 0.5, "train_seconds": 12.0}
     assert C.load_bytes(saved(payload)).metrics == {"train_acc": 0.5, "train_seconds": 12.0}
+
+
+def test_a_checkpoint_is_titled_by_its_name_or_else_its_model():
+    ckpt = make()
+    assert ckpt.title == "test"
+    ckpt.name = ""
+    assert ckpt.title == ckpt.description == M.describe(ckpt.model_config)
