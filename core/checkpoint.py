@@ -32,6 +32,7 @@ import torch.nn as nn
 from core import models as M
 from core.data import DATASETS
 from core.files import FileRefused, read_regular, shown, sync_folder, write_synced_temp
+from core.values import is_fraction
 
 FORMAT = "digitlab-checkpoint"
 VERSION = 1
@@ -208,11 +209,7 @@ def _metrics(metrics) -> dict:
     """Accuracies are shown as percentages: keep only those that are real fractions (not true, not 1e9)."""
     if not isinstance(metrics, dict):
         raise CheckpointError("the checkpoint's metrics are not a table of values")
-
-    def fraction(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-
-    return {k: v for k, v in metrics.items() if not k.endswith("_acc") or fraction(v)}
+    return {k: v for k, v in metrics.items() if not k.endswith("_acc") or is_fraction(v)}
 
 
 def _text(value, what: str = "text", source: str = "the file") -> str:

@@ -35,6 +35,7 @@ import torch.nn as nn
 
 from core import models as M
 from core.data import DatasetInfo, dataset_info
+from core.values import is_number
 
 ONNX_OPSET = 17  # widely supported by onnxruntime releases of the last years
 INPUT = ("float32 [batch, 1, 28, 28] in [0, 1], white ink on black (MNIST's convention); "
@@ -71,7 +72,7 @@ def metadata(ckpt) -> dict[str, str]:
     return {"name": ckpt.title, "model": ckpt.description, "dataset": ckpt.dataset,
             "classes": json.dumps(list(info.classes)), "mean": str(info.mean), "std": str(info.std),
             "input": INPUT, "output": OUTPUT, "created": ckpt.created,
-            "test_accuracy": f"{acc:.4f}" if isinstance(acc, (int, float)) else "unknown"}
+            "test_accuracy": f"{acc:.4f}" if is_number(acc) else "unknown"}
 
 
 def file_names(ckpt) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from core.files import FileRefused, read_regular, shown
 from core.models import CNNConfig, MLPConfig
 from core.trainer import TrainConfig
+from core.values import is_finite, is_number
 
 LESSONS_FILE = Path(__file__).resolve().parent / "lessons.toml"
 MAX_FILE_BYTES = 1024 * 1024  # the bundled file is about 10 KB
@@ -73,8 +74,7 @@ def _show(value) -> str:
 
 def _one_of(name: str, value, choices) -> None:
     whole = all(isinstance(c, int) for c in choices)  # a width of 128.0 is not a width: layers take ints
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int))
-            or not any(value == c for c in choices)):
+    if not is_number(value) or (whole and not isinstance(value, int)) or not any(value == c for c in choices):
         offered = ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in choices)
         hint = " (a whole number, written without a decimal point)" if whole and isinstance(value, float) else ""
         raise LessonError(f"{name} = {_show(value)} is not offered; choose one of {offered}{hint}")
@@ -96,7 +96,7 @@ def _whole(s: dict, name: str, default: int, lo: int, hi: int) -> int:
 
 def _number(s: dict, name: str, default: float, lo: float, hi: float, step: float | None = None) -> float:
     value = s.get(name, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi and math.isfinite(value)
+    ok = is_finite(value) and lo <= value <= hi
     if ok and step is not None:
         ok = math.isclose(value / step, round(value / step), abs_tol=1e-6)
     if not ok:

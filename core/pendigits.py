@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from core.values import is_fraction
+
 SHORT_NAME = "pen-written digits"
 SUBDIR, FILENAME = "uji-pen-digits", "trn-digits.txt"
 CANVAS = 280
@@ -386,7 +388,7 @@ def figure_text(metrics: dict) -> str | None:
     checkpoints) flattered every model and is never shown as a drawn-digit figure.
     """
     acc = metrics.get("pen_acc")
-    if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
+    if not is_fraction(acc):
         return None
     return f"pen-written digits {acc:.1%} ({REPORT_NAME}, 8-40 px brushes)"
 

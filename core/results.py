@@ -23,6 +23,7 @@ from core import checkpoint, identity, paths
 from core import models as M
 from core.files import FileRefused, read_regular
 from core.runs import RunRecord
+from core.values import is_finite
 
 ENDED_WELL = ("finished", "target reached")
 MAX_HIDDEN_BYTES = 256 * 1024
@@ -48,8 +49,7 @@ class Entry:
 
 
 def _number(value) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    return float(value) if is_finite(value) else None
 
 
 def _model_name(settings: dict) -> str:

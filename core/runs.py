@@ -35,6 +35,7 @@ from typing import NamedTuple
 from core import checkpoint, identity, paths
 from core.files import FileRefused, read_regular
 from core.trainer import BatchEvent, EndEvent, EpochEvent
+from core.values import is_number
 
 _ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
 MAX_NAME = 80
@@ -124,7 +125,7 @@ def _read_csv(folder: Path, name: str) -> list[dict]:
 
 
 def _number(value) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return value is None or is_number(value)
 
 
 def _scalar(value) -> bool:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from core import models as M
 from core.data import Augment, BatchSampler, Dataset, Split, load_dataset
+from core.values import is_finite
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -54,7 +55,7 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr)) or not 0 < self.lr <= MAX_LR:
+        if not is_finite(self.lr) or not 0 < self.lr <= MAX_LR:
             raise ValueError(f"learning rate must be between 0 and {MAX_LR:g} (got {self.lr}); typical values are 1e-4 to 1")
         if not 0 <= self.momentum < 1:
             raise ValueError("momentum must be in [0, 1)")

@@ -210,3 +210,11 @@ def test_a_checkpoint_is_titled_by_its_name_or_else_its_model():
     assert ckpt.title == "test"
     ckpt.name = ""
     assert ckpt.title == ckpt.description == M.describe(ckpt.model_config)
+
+
+def test_a_number_is_never_a_bool_and_an_accuracy_is_a_fraction():
+    from core.values import is_finite, is_fraction, is_number
+
+    assert is_number(3) and is_number(0.5) and not is_number(True) and not is_number("1")
+    assert is_finite(10**400) and not is_finite(float("nan")) and not is_finite(float("inf"))
+    assert is_fraction(1) and is_fraction(0.0) and not is_fraction(float("nan")) and not is_fraction(False)
