@@ -149,7 +149,7 @@ class RunView:
     estimated_start_s: float | None = None  # seconds from now; only while queued (and known)
 
 
-@dataclass
+@dataclass(eq=False)  # one run is one thread and one worker: equal only to itself, and hashable
 class TrainingRun:
     config: TrainConfig
     dataset: Dataset | None = None  # unused: the worker loads config.dataset itself (0.1 s from the cache)
@@ -201,9 +201,7 @@ class TrainingRun:
         with self._lock:
             if self._state == "done":
                 return
-            if self._paused_since is not None:
-                self._paused_for += time.perf_counter() - self._paused_since
-                self._paused_since = None
+            self._end_pause()
             self._state = "stopping"
             if message and self._stop_message is None:
                 self._stop_message = message
@@ -213,28 +211,29 @@ class TrainingRun:
             send("stop")
 
     def pause(self) -> None:
-        with self._lock:
-            if self._state != "running":
-                return
-            self._state = "paused"
-            self._paused_since = time.perf_counter()
-            self.control.pause()
-            send = self._send
-        if send is not None:
-            send("pause")
+        self._switch("running", "paused", self.control.pause, "pause")
 
     def resume(self) -> None:
+        self._switch("paused", "running", self.control.resume, "resume")
+
+    def _switch(self, was: str, now: str, control: Callable[[], None], command: str) -> None:
+        """Pause or resume, only from state ``was``: this side's control is set, and the worker is told ``command``."""
         with self._lock:
-            if self._state != "paused":
+            if self._state != was:
                 return
-            self._state = "running"
-            if self._paused_since is not None:
-                self._paused_for += time.perf_counter() - self._paused_since
-            self._paused_since = None
-            self.control.resume()
+            self._state = now
+            self._end_pause()
+            if now == "paused":
+                self._paused_since = time.perf_counter()
+            control()
             send = self._send
         if send is not None:
-            send("resume")
+            send(command)
+
+    def _end_pause(self) -> None:  # under the lock
+        if self._paused_since is not None:
+            self._paused_for += time.perf_counter() - self._paused_since
+            self._paused_since = None
 
     def join(self, timeout: float | None = None) -> bool:
         if self._thread is not None:

@@ -160,7 +160,7 @@ def test_two_seeded_runs_at_once_each_repeat_a_headless_run_while_the_server_bui
 
 
 def test_a_queued_run_knows_its_place_and_when_it_should_start(mnist):
-    from core import session as S
+    from core import jobs as S
 
     pool = SlotPool(1)
     first = TrainingRun(cfg(epochs=200, train_subset=None), slots=pool).start()
