@@ -18,24 +18,16 @@ from pathlib import Path
 
 from core.files import FileRefused, read_regular, shown
 from core.models import CNNConfig, MLPConfig
-from core.trainer import TrainConfig
+from core.trainer import (BATCH_SIZES, CHANNELS, CNN_SECOND_FC, CUSTOM_CNN_FC, LEARNING_RATES, MAX_DROPOUT,
+                          MAX_HIDDEN_LAYERS, PAGE_MAX_EPOCHS, WEIGHT_DECAYS, WIDTHS, TrainConfig)
 from core.values import is_finite, is_number
 
 LESSONS_FILE = Path(__file__).resolve().parent / "lessons.toml"
 MAX_FILE_BYTES = 1024 * 1024  # the bundled file is about 10 KB
 MAX_TEXT = 4000  # characters in a title, a label or a "watch" text
 
-# The choices the Train page offers (log-spaced where the effect is multiplicative).
-LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
-BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
-WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-WIDTHS = (16, 32, 64, 128, 256, 512, 1024)
-CHANNELS = (2, 4, 6, 8, 16, 32, 64)
-MAX_EPOCHS = 30
-MAX_HIDDEN_LAYERS = 3
-MAX_DROPOUT = 0.7
-CNN_SECOND_FC = 84  # the seed's head is 120-84; a first width of at least 84 keeps the 84
-CUSTOM_CNN_FC = 128
+# The choices the Train page offers, defined with the config (core.trainer) and named here for the page.
+MAX_EPOCHS = PAGE_MAX_EPOCHS
 
 SETTINGS = {"dataset", "model", "hidden", "channels", "fc", "dropout", "batch_norm", "optimizer", "lr", "momentum",
             "nesterov", "weight_decay", "batch_size", "epochs", "schedule", "augment", "seed", "train_subset", "target"}

@@ -22,10 +22,26 @@ from core import models as M
 from core.data import Augment, BatchSampler, Dataset, Split, load_dataset
 from core.values import is_finite
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "onecycle", "cosine")
+# Every value a setting may take, and the name the Train page shows for it. This is the one list: the
+# config's checks, the command line, the lessons file and the Train page's widgets all read it.
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+SCHEDULE_NAMES = {"constant": "constant", "onecycle": "one-cycle", "cosine": "cosine"}
+OPTIMIZERS = tuple(OPTIMIZER_NAMES)
+SCHEDULES = tuple(SCHEDULE_NAMES)
 DEVICES = ("auto", "cpu", "cuda", "mps")
-MAX_LR = 10.0  # far past divergence for every model here; higher is a typo, not an experiment
+# What the Train page offers (log-spaced where the effect is multiplicative); a lesson may set only these.
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+WIDTHS = (16, 32, 64, 128, 256, 512, 1024)  # of an MLP's hidden layers and a CNN's first fully connected one
+CHANNELS = (2, 4, 6, 8, 16, 32, 64)
+MAX_HIDDEN_LAYERS = 3
+MAX_DROPOUT = 0.7
+PAGE_MAX_EPOCHS = 30  # the Train page's slider; a script may train for up to MAX_EPOCHS
+CNN_SECOND_FC = 84  # the seed's head is 120-84; a first width of at least 84 keeps the 84
+CUSTOM_CNN_FC = 128  # where the page's fully connected slider starts
+MAX_LR = LEARNING_RATES[-1]  # far past divergence for every model here; higher is a typo, not an experiment
+MAX_EPOCHS = 1000
 
 
 @dataclass(frozen=True)
@@ -65,8 +81,8 @@ class TrainConfig:
             raise ValueError("weight decay must be in [0, 1]")
         if self.epochs < 1:
             raise ValueError("train for at least one epoch")
-        if self.epochs > 1000:
-            raise ValueError("at most 1000 epochs")
+        if self.epochs > MAX_EPOCHS:
+            raise ValueError(f"at most {MAX_EPOCHS} epochs")
         if self.batch_size < 1:
             raise ValueError("batch size must be at least 1")
         if self.train_subset is not None and self.train_subset < 1:

@@ -10,15 +10,15 @@ from urllib.parse import urlencode
 
 from core import lessons as L
 from core.models import CNNConfig, MLPConfig, describe
-from core.trainer import TrainConfig
+from core.trainer import OPTIMIZER_NAMES, SCHEDULE_NAMES, TrainConfig
 from dashboard import state
 
 P = state.TRAIN_PREFIX
 # Widgets show (and the URL carries) these short labels; the config takes the values.
 DATASET_LABELS = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist"}
 MODEL_LABELS = {"CNN": "cnn", "MLP": "mlp"}
-OPTIMIZER_LABELS = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop"}
-SCHEDULE_LABELS = {"constant": "constant", "one-cycle": "onecycle", "cosine": "cosine"}
+OPTIMIZER_LABELS = {name: value for value, name in OPTIMIZER_NAMES.items()}
+SCHEDULE_LABELS = {name: value for value, name in SCHEDULE_NAMES.items()}
 LESSON_KEY = P + "lesson"
 NO_LESSON = "—"
 

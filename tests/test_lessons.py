@@ -46,6 +46,20 @@ def test_settings_left_out_take_the_train_pages_defaults():
     assert L.config_from_settings({"optimizer": "rmsprop"}).momentum == 0.0
 
 
+def test_every_choice_the_page_offers_is_one_the_config_accepts():
+    import core.trainer as T
+
+    assert L.LEARNING_RATES is T.LEARNING_RATES and L.WIDTHS is T.WIDTHS and L.MAX_EPOCHS == T.PAGE_MAX_EPOCHS
+    assert list(trainform.OPTIMIZER_LABELS.values()) == list(T.OPTIMIZERS)
+    assert list(trainform.SCHEDULE_LABELS.values()) == list(T.SCHEDULES)
+    for lr in T.LEARNING_RATES:
+        TrainConfig(lr=lr).validate()
+    for wd in T.WEIGHT_DECAYS:
+        TrainConfig(weight_decay=wd).validate()
+    TrainConfig(epochs=T.PAGE_MAX_EPOCHS, model=MLPConfig(hidden=(T.WIDTHS[-1],) * T.MAX_HIDDEN_LAYERS,
+                                                          dropout=T.MAX_DROPOUT)).validate()
+
+
 @pytest.mark.parametrize("settings, says", [
     ({"learning_rate": 0.1}, "unknown setting(s) learning_rate"),
     ({"lr": 0.2}, "lr = 0.2 is not offered"),
@@ -231,12 +245,12 @@ def test_the_lessons_cli_prints_titles_and_labels_escaped(tmp_path):
     own = tmp_path / "ours.toml"
     own.write_text('[[lesson]]\nid = "x\\u001b]0;owned\\u0007"\ntitle = "T\\u001b[2J"\n'
                    '[[lesson.run]]\nlabel = "L\\r\\u009b31m"\nsettings = { lr = 0.5 }\n')
-    done = subprocess.run([sys.executable, "-m", "core.lessons", "--file", str(own)], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "core", "lessons", "--file", str(own)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2 and "lr = 0.5 is not offered" in done.stderr
     assert "\x1b" not in done.stderr and "\\x1b]0;owned\\x07" in done.stderr
     own.write_text(own.read_text().replace("lr = 0.5", "lr = 0.1"))
-    done = subprocess.run([sys.executable, "-m", "core.lessons", "--file", str(own)], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "core", "lessons", "--file", str(own)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout == "x\\x1b]0;owned\\x07\tT\\x1b[2J\tL\\r\\x9b31m\n"
