@@ -181,11 +181,6 @@ REGISTRY: dict[str, ModelConfig] = {
 }
 
 
-def registry_table() -> list[dict]:
-    """One row per registered model, for a UI or ``--help``: name, description, parameters."""
-    return [{"name": k, "description": describe(c), "parameters": count_parameters(c)} for k, c in REGISTRY.items()]
-
-
 def config_to_dict(cfg: ModelConfig) -> dict:
     d = asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

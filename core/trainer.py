@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Union
 
 import torch
@@ -474,7 +474,3 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> tuple[Trainer,
     trainer = Trainer(config, dataset)
     events = list(trainer.run())
     return trainer, events
-
-
-def with_overrides(cfg: TrainConfig, **changes) -> TrainConfig:
-    return replace(cfg, **changes)

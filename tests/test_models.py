@@ -37,10 +37,10 @@ def test_variants_change_what_they_say():
     assert not torch.equal(drop(x), drop(x))  # dropout is active in training mode
 
 
-def test_registry_table_lists_parameter_counts():
-    rows = {r["name"]: r for r in M.registry_table()}
-    assert rows["seed-cnn"]["parameters"] == 44_426
-    assert rows["seed-mlp"]["description"] == "seed MLP"
+def test_registered_models_are_named_and_counted_from_their_configs():
+    assert M.count_parameters(M.resolve("seed-cnn")) == 44_426
+    assert M.describe(M.resolve("seed-mlp")) == "seed MLP"
+    assert M.describe(M.resolve("wide-cnn")) == "CNN 16-32 / 128, batch norm, dropout 0.25"
 
 
 @pytest.mark.parametrize("bad", [
