@@ -148,7 +148,7 @@ class AppSession:
         if run is None or not run.done or self.adopted_ticket == run.ticket:
             return False
         self.adopted_ticket = run.ticket
-        end = run.view(since_batch=10**12).end
+        end = run.status().end
         healthy = end is not None and end.reason not in UNHEALTHY
         if run.result is not None and healthy and self.chosen_during != run.ticket:  # a model picked meanwhile stays
             self.current, self.current_source = run.result, "trained"
@@ -161,7 +161,8 @@ class AppSession:
 
     def use_checkpoint(self, ckpt: checkpoint.Checkpoint, source: str) -> None:
         self.current, self.current_source = ckpt, source
-        if self.run is not None and not self.run.done:
+        if self.run is not None and self.adopted_ticket != self.run.ticket:
+            # training, or ended but not yet adopted (the second before a page sees the end): the pick stays
             self.chosen_during = self.run.ticket
 
     def current_model(self) -> nn.Module:
@@ -174,7 +175,7 @@ class AppSession:
             snap = run.snapshot()
             if snap is not None and snap.step > 0:
                 live = self.memo.get("live", (run.ticket, snap.step), snap.build)
-                view = run.view(since_batch=10**12)
+                view = run.status()
                 last = view.epochs[-1] if view.epochs else None
                 acc = f", test accuracy {last.test_acc:.1%} after epoch {last.epoch}" if last else ""
                 return ModelChoice(live, "the model being trained",
@@ -187,7 +188,7 @@ class AppSession:
             parts.append(pen)
         if ck.created:
             parts.append("trained " + ck.created.replace("T", " ").replace("+00:00", " UTC"))
-        name = ck.name or ck.description
+        name = ck.title
         if self.current_source == "bundled":
             name = f"{name} (bundled)"
         elif self.current_source.startswith("run "):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core import drawn
@@ -23,12 +24,33 @@ def start_small_mlp_run() -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("page, text", [(None, "Digit Lab"), ("views/train.py", "Train a network"),
-                                        ("views/draw.py", "Draw a digit")])
-def test_every_page_renders_without_exceptions(page, text):
-    at = app(page)
-    assert any(t.value == text for t in at.title)
-    assert session(at).current_source == "bundled"
+def navigation_pages(monkeypatch) -> list[str]:
+    """The pages the app's navigation offers, as the app makes them (every st.Page it builds), so that a
+    page added later is covered without naming it here."""
+    made, real = [], st.Page
+
+    def spy(page, *args, **kwargs):
+        made.append(page)
+        return real(page, *args, **kwargs)
+
+    monkeypatch.setattr(st, "Page", spy)
+    app()
+    monkeypatch.setattr(st, "Page", real)
+    return made
+
+
+def test_every_page_in_the_navigation_renders_without_exceptions(mirror_root, monkeypatch):
+    pages = navigation_pages(monkeypatch)
+    assert len(pages) == len(set(pages)) >= 10 and {"views/train.py", "views/draw.py", "views/models.py"} <= set(pages)
+    at = app()
+    for page in pages:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert [t.value for t in at.title], f"{page} stopped before its title"
+        assert session(at).current_source == "bundled"
+    at.switch_page("views/home.py")
+    assert any(t.value == "Digit Lab" for t in at.run().title)
 
 
 def test_draw_page_predicts_the_drawing_and_shows_what_the_model_saw():
@@ -190,7 +212,7 @@ def test_inside_an_mlp_shows_its_units(mirror_root):
 def busy_slots(mnist, monkeypatch):
     """The server's one training slot, taken by another session's long run."""
     from core import models as M
-    from core import session as S
+    from core import jobs as S
     from core.trainer import TrainConfig
 
     pool = S.SlotPool(1)
@@ -230,3 +252,61 @@ def test_a_model_picked_while_a_run_trains_is_not_replaced_when_the_run_ends(mir
     assert sess.current is picked and sess.current_source == "uploaded"
     assert sess.saved_run_id  # the run itself is kept
     assert any("picked during the run still answers" in c.value for c in at.caption)
+
+
+class EndedRun:
+    """A run that has ended but that no page has seen end yet: the window before ``adopt_finished_run``."""
+
+    done = True
+    saved_id, save_error = "saved-1", None
+
+    def __init__(self, ticket: int, result):
+        self.ticket, self.result = ticket, result
+
+    def status(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(end=SimpleNamespace(reason="finished"))
+
+
+@pytest.mark.parametrize("pick", [True, False])
+def test_a_model_picked_after_a_run_ends_but_before_it_is_adopted_stays(pick):
+    from core import checkpoint
+    from core import models as M
+
+    def tiny(name):
+        return checkpoint.from_model(M.build_model(M.MLPConfig()), M.MLPConfig(), name=name)
+
+    start, trained, picked = tiny("start"), tiny("trained"), tiny("picked")
+    sess = state.AppSession(current=start, current_source="bundled")
+    sess.run = EndedRun(ticket=7, result=trained)
+    if pick:
+        sess.use_checkpoint(picked, "uploaded")
+    assert sess.adopt_finished_run()
+    assert (sess.current, sess.current_source) == ((picked, "uploaded") if pick else (trained, "trained"))
+    assert sess.saved_run_id == "saved-1" and not sess.adopt_finished_run()  # adopted once
+    sess.use_checkpoint(start, "bundled")  # after the adoption, a pick is an ordinary one
+    assert sess.current is start and sess.chosen_during == (7 if pick else None)
+
+
+def test_the_memo_rebuilds_when_its_dependencies_change_and_compares_objects_by_identity():
+    from core import checkpoint
+    from core import models as M
+
+    memo, builds = state.Memo(), []
+
+    def build():
+        builds.append(1)
+        return len(builds)
+
+    ckpt = checkpoint.from_model(M.build_model(M.MLPConfig()), M.MLPConfig(), name="a")
+    twin = checkpoint.Checkpoint(**vars(ckpt))  # the same values, another checkpoint
+    assert memo.get("k", (ckpt, 3, "x", (1, None)), build) == 1
+    assert memo.get("k", (ckpt, 3, "x", (1, None)), build) == 1  # the same: kept
+    assert memo.get("k", (twin, 3, "x", (1, None)), build) == 2  # another object, even with equal weights
+    assert memo.get("k", (twin, 3, "x", (1, 2)), build) == 3  # a plain value changed
+    assert memo.get("other", (twin, 3, "x", (1, 2)), build) == 4  # each key is its own
+    memo.drop("k")
+    assert "k" not in memo and memo.get("k", (twin, 3, "x", (1, 2)), build) == 5
+    memo.clear()
+    assert "other" not in memo
