@@ -66,9 +66,7 @@ class Checkpoint:
     name: str = ""
 
     def build(self) -> nn.Module:
-        model = M.build_model(self.model_config)
-        model.load_state_dict(self.state_dict)
-        return model.eval()
+        return M.with_weights(self.model_config, self.state_dict)
 
     @property
     def description(self) -> str:
@@ -189,9 +187,8 @@ def _from_blob(blob, source: str) -> Checkpoint:
     if not isinstance(state, dict) or not all(isinstance(k, str) and type(v) is torch.Tensor for k, v in state.items()):
         raise CheckpointError(f"{source} has no valid weights")
     _check_shapes(cfg, state, source)
-    model = M.build_model(cfg)
-    try:
-        model.load_state_dict(state)
+    try:  # a second line behind _check_shapes, on the meta device: no memory spent, no random numbers drawn
+        M.empty_model(cfg).load_state_dict(state, assign=True)
     except RuntimeError as err:  # the whole reason on one line, not only its "Error(s) in loading..." heading
         lines = str(err).splitlines()
         reason = " ".join(" ".join(lines[1:] or lines).split())
@@ -222,8 +219,7 @@ def _text(value, what: str = "text", source: str = "the file") -> str:
 
 def _check_shapes(cfg: M.ModelConfig, state: dict, source: str) -> None:
     """Compare the weights with the model's shapes on the meta device, before any memory is spent on it."""
-    with torch.device("meta"):
-        expected = M.build_model(cfg).state_dict()
+    expected = M.empty_model(cfg).state_dict()
     size = sum(t.numel() for t in expected.values())
     if size > MAX_PARAMETERS:
         raise CheckpointError(f"{source} describes a model with {size:,} weights; Digit Lab's models have at most "

@@ -8,6 +8,7 @@ batch norm. ``build_model`` returns the seed class when the config is the seed's
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Union
 
@@ -142,7 +143,22 @@ def is_seed(cfg: ModelConfig) -> bool:
     return cfg == (MLPConfig() if isinstance(cfg, MLPConfig) else CNNConfig())
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def build_model(cfg: ModelConfig, *, generator: torch.Generator | None = None) -> nn.Module:
+    """A freshly initialised model on the CPU.
+
+    With ``generator`` (a CPU one), its initial weights are drawn from that generator alone, so
+    a run's weights do not depend on what else in the process draws random numbers; they are
+    the weights ``torch.manual_seed(s)`` and a plain build would give, for a generator seeded
+    with ``s``. Without it, PyTorch's own initialisation draws from the process-wide generator.
+    """
+    if generator is None:
+        return _construct(cfg)
+    model = empty_model(cfg).to_empty(device="cpu")
+    initialise(model, generator)
+    return model
+
+
+def _construct(cfg: ModelConfig) -> nn.Module:
     if isinstance(cfg, MLPConfig):
         return SeedMLP() if is_seed(cfg) else MLP(cfg)
     if isinstance(cfg, CNNConfig):
@@ -150,8 +166,41 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     raise TypeError(f"not a model config: {cfg!r}")
 
 
+def empty_model(cfg: ModelConfig) -> nn.Module:
+    """The model's structure on the meta device: shapes only, no memory and no random numbers drawn."""
+    with torch.device("meta"):
+        return _construct(cfg)
+
+
+def initialise(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of every layer here, drawn from ``generator``, in construction order."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):  # what their reset_parameters() does, with a generator
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            bound = 1 / math.sqrt(m.weight[0].numel())  # 1 / sqrt(fan_in)
+            nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.reset_parameters()  # ones, zeros and fresh running statistics: nothing random
+        elif any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
+            raise TypeError(f"no initialisation with a generator for {type(m).__name__}")
+
+
+def with_weights(cfg: ModelConfig, state_dict: dict) -> nn.Module:
+    """A model in eval mode holding a copy of ``state_dict``: for showing and predicting, never trained here.
+
+    Built on the meta device and given the weights (``assign=True``), so nothing is initialised
+    only to be overwritten and no random numbers are drawn: building one in a page or a sidebar
+    cannot change a run training in the same process. The weights are copied, so training the
+    model (fine-tuning does) leaves ``state_dict`` as it was.
+    """
+    model = empty_model(cfg)
+    model.load_state_dict({k: v.detach().clone() for k, v in state_dict.items()}, assign=True)
+    return model.eval()
+
+
 def count_parameters(model_or_cfg: nn.Module | ModelConfig) -> int:
-    model = model_or_cfg if isinstance(model_or_cfg, nn.Module) else build_model(model_or_cfg)
+    """The number of weights a model learns; a config is counted on the meta device, without building it."""
+    model = model_or_cfg if isinstance(model_or_cfg, nn.Module) else empty_model(model_or_cfg)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -54,3 +54,28 @@ def test_registered_models_are_named_and_counted_from_their_configs():
 def test_invalid_model_configs_are_refused(bad):
     with pytest.raises(ValueError):
         M.config_from_dict(bad)
+
+
+@pytest.mark.parametrize("cfg", [M.MLPConfig(), M.CNNConfig(), M.REGISTRY["deep-mlp"], M.REGISTRY["wide-cnn"]])
+def test_a_model_built_from_a_generator_has_the_weights_a_seeded_build_has(cfg):
+    torch.manual_seed(5)
+    seeded = M.build_model(cfg).state_dict()
+    state = torch.get_rng_state()
+    built = M.build_model(cfg, generator=torch.Generator().manual_seed(5)).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)  # the process-wide generator was not drawn from
+    assert list(built) == list(seeded) and all(torch.equal(built[k], seeded[k]) for k in seeded)
+
+
+def test_models_to_show_and_parameter_counts_draw_no_random_numbers():
+    cfg = M.REGISTRY["wide-cnn"]
+    trained = M.build_model(cfg).eval()
+    state = torch.get_rng_state()
+    shown = M.with_weights(cfg, trained.state_dict())
+    assert M.count_parameters(cfg) == M.count_parameters(trained) == M.count_parameters(shown)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not shown.training
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(shown(x), trained(x))
+    with torch.no_grad():
+        next(shown.parameters()).add_(1.0)  # a copy: changing it leaves the weights it came from alone
+    assert not torch.equal(next(shown.parameters()), next(trained.parameters()))
