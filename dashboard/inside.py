@@ -9,13 +9,9 @@ import streamlit as st
 from core import insight
 from core.inference import classify
 from dashboard import charts, words
+from dashboard.widgets import pixelated
 
 VIEWS = ["Steps", "Saliency", "Inside the network"]
-
-
-def big(image: np.ndarray, factor: int = 6) -> np.ndarray:
-    """Nearest-neighbour upscaling, so each pixel stays a visible square."""
-    return image.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def unit(a: np.ndarray) -> np.ndarray:
@@ -30,7 +26,7 @@ def steps_view(pre) -> None:
     for col, (key, label) in zip(cols, [("canvas", "1. your canvas"), ("cropped", "2. cropped to the ink"),
                                         ("scaled", "3. scaled to 20 px"), ("centred", "4. centred in 28×28")]):
         img = pre.steps[key]
-        col.image(np.clip(img, 0, 1) if key in ("canvas", "cropped") else big(np.clip(img, 0, 1), 8),
+        col.image(np.clip(img, 0, 1) if key in ("canvas", "cropped") else pixelated(np.clip(img, 0, 1), 8),
                   caption=label, clamp=True, width="stretch")
 
 
@@ -46,8 +42,8 @@ def saliency_view(choice, pre, result) -> None:
     sal = unit(fn(choice.model, pre.image, int(target), choice.info))
     overlay = np.dstack([np.maximum(pre.image * 0.45, sal), pre.image * 0.45, pre.image * 0.45])
     a, b = st.columns(2)
-    a.image(big(overlay, 8), caption=f"red: pixels that pushed the score of “{classes[target]}”", clamp=True)
-    b.image(big(sal, 8), caption="saliency alone (brighter = more influence)", clamp=True)
+    a.image(pixelated(overlay, 8), caption=f"red: pixels that pushed the score of “{classes[target]}”", clamp=True)
+    b.image(pixelated(sal, 8), caption="saliency alone (brighter = more influence)", clamp=True)
 
 
 def _grid(maps: np.ndarray, caption: str, per_row: int = 8, factor: int = 5) -> None:
@@ -56,7 +52,7 @@ def _grid(maps: np.ndarray, caption: str, per_row: int = 8, factor: int = 5) -> 
         cols = st.columns(per_row)
         for i, col in enumerate(cols):
             if start + i < len(maps):
-                col.image(big(unit(maps[start + i]), factor), caption=f"#{start + i + 1}", clamp=True)
+                col.image(pixelated(unit(maps[start + i]), factor), caption=f"#{start + i + 1}", clamp=True)
 
 
 def network_view(choice, pre) -> None:
@@ -85,7 +81,7 @@ def network_view(choice, pre) -> None:
                 "(bright: ink here raises the unit; dark: lowers it)")
     cols = st.columns(8)
     for i, u in enumerate(top):
-        cols[i % 8].image(big(unit(weights[u]), 3), caption=f"unit {u + 1}: {acts[u]:.1f}", clamp=True)
+        cols[i % 8].image(pixelated(unit(weights[u]), 3), caption=f"unit {u + 1}: {acts[u]:.1f}", clamp=True)
 
 
 def look_inside(model_choice, pixels) -> None:

@@ -18,6 +18,7 @@ import torch.nn as nn
 from core import checkpoint, identity, paths, pendigits
 from core.data import DatasetInfo, dataset_info
 from core.jobs import TrainingRun
+from core.values import is_number
 
 # session-state keys, all in one place
 SESSION = "digitlab.session"
@@ -182,7 +183,7 @@ class AppSession:
                                    f"live weights at step {snap.step:,}{acc}", run.config.dataset, live=True)
         ck = self.current
         acc = ck.metrics.get("test_acc")
-        parts = [f"test accuracy {acc:.2%}" if isinstance(acc, (int, float)) else "test accuracy unknown"]
+        parts = [f"test accuracy {acc:.2%}" if is_number(acc) else "test accuracy unknown"]
         pen = pendigits.figure_text(ck.metrics)  # real writers' digits; never the synthetic stroke set's figure
         if pen:
             parts.append(pen)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
+import numpy as np
 import streamlit as st
 
 from core.live import live_runs
@@ -27,6 +30,27 @@ def md_escape(text: str) -> str:
     """
     text = str(text).replace("://", ":\u2060//").replace("www.", "www\u2060.")
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+
+
+T = TypeVar("T")
+
+
+def made_once(store: dict, key: str, make: Callable[[], T]) -> Callable[[], T]:
+    """A download button's deferred data: ``make()`` runs at the first click only, and what it made is kept
+    in ``store`` under ``key`` for every later click. Streamlit calls it on another thread, outside the
+    script, so it touches only what it closes over."""
+
+    def data() -> T:
+        if key not in store:
+            store[key] = make()
+        return store[key]
+
+    return data
+
+
+def pixelated(image: np.ndarray, factor: int) -> np.ndarray:
+    """A small image made ``factor`` times larger by nearest neighbour, so each pixel stays a visible square."""
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def format_seconds(s: float) -> str:
@@ -54,7 +78,7 @@ def sidebar() -> None:
         current_model_card()
         if run is None:
             return
-        view = run.view(since_batch=10**12)
+        view = run.status()
         if not run.done:
             live_runs().watch(run.id)  # any page of the owner's keeps the run from counting as idle
         if run.done:

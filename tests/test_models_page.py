@@ -1,20 +1,17 @@
-"""The Models page through Streamlit's AppTest: downloads, their snippets, and what it says about the model."""
+"""The Models page through Streamlit's AppTest: its downloads, their snippets, and what it says about the model.
+
+What the downloaded files hold, and their names, is checked in a real browser (tests/test_browser_models.py):
+AppTest's runtime ends with each run, and a click on a download button reaches nothing after that.
+"""
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-from typing import Callable
-
-import onnxruntime as ort
 import pytest
-import torch
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from core import checkpoint, export, paths
 from core import models as M
-from dashboard import state
+from dashboard import state, widgets
 from tests.apptest import app
 
 KINDS = ("checkpoint", "torchscript", "onnx")
@@ -25,41 +22,34 @@ def models_page() -> AppTest:
 
 
 def buttons(at: AppTest) -> dict:
-    return {b.proto.id.rsplit("-", 1)[-1].removeprefix("models.download_"): b.proto
-            for b in at.get("download_button")}
+    return {b.proto.id.rsplit("-", 1)[-1].removeprefix("models.download_"): b for b in at.download_button}
 
 
 @pytest.fixture
-def clicks(monkeypatch) -> dict:
-    """The downloads' deferred callables by file id, as Streamlit registers them (AppTest's runtime is gone
-    after each run, and with it the registry that a click would call)."""
-    seen = {}
-    real = MediaFileManager.add_deferred
+def made(monkeypatch) -> list:
+    """Every file the page's builders make, by kind, in order."""
+    made = []
+    for module, name, kind in [(checkpoint, "to_bytes", "checkpoint"), (export, "torchscript_bytes", "torchscript"),
+                               (export, "onnx_bytes", "onnx")]:
+        def counted(ckpt, real=getattr(module, name), kind=kind):
+            made.append(kind)
+            return real(ckpt)
 
-    def spy(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
-        file_id = real(self, data_callable, mimetype, coordinates, file_name=file_name, **kwargs)
-        seen[file_id] = Download(file_name, data_callable)
-        return file_id
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", spy)
-    return seen
+        monkeypatch.setattr(module, name, counted)
+    return made
 
 
-@dataclass
-class Download:
-    file_name: str
-    data: Callable[[], bytes]
-
-
-def test_the_page_offers_three_downloads_each_with_its_snippet():
+def test_the_page_offers_three_downloads_each_with_its_snippet_and_builds_none_of_them(made):
     at = models_page()
     sess = at.session_state[state.SESSION]
     assert [t.value for t in at.title] == ["Models in and out"]
     assert [t.label for t in at.tabs] == ["Checkpoint", "TorchScript", "ONNX"]
-    protos = buttons(at)
-    assert set(protos) == set(KINDS)
-    assert all(p.deferred_file_id and not p.url for p in protos.values())  # nothing is built before a click
-    assert "models.exports" not in sess._built or not sess._built["models.exports"][1]
+    shown = buttons(at)
+    assert list(shown) == list(KINDS)
+    assert [b.label for b in shown.values()] == ["Download the checkpoint", "Download TorchScript", "Download ONNX"]
+    assert all(b.proto.deferred_file_id and not b.proto.url for b in shown.values())  # made when clicked
+    at.run()
+    assert made == []  # drawing the page, twice, made no file: only a click does
     assert [c.value for c in at.code] == [export.snippets(sess.current)[k].strip() for k in KINDS]
     bundled = checkpoint.load(paths.BUNDLED_MODEL)
     assert {m.label: m.value for m in at.metric}["Test accuracy"] == f"{bundled.metrics['test_acc']:.2%}"
@@ -67,28 +57,22 @@ def test_the_page_offers_three_downloads_each_with_its_snippet():
     assert at.get("file_uploader")[0].label == "Upload a checkpoint"
 
 
-def test_a_click_builds_each_file_once_and_it_is_the_current_model(clicks):
-    at = models_page()
-    sess = at.session_state[state.SESSION]
-    downloads = {k: clicks[p.deferred_file_id] for k, p in buttons(at).items()}
-    assert {k: d.file_name for k, d in downloads.items()} == {
-        "checkpoint": "digitlab-canvas-cnn.pt", "torchscript": "digitlab-canvas-cnn.torchscript.pt",
-        "onnx": "digitlab-canvas-cnn.onnx"}
-    data = {k: d.data() for k, d in downloads.items()}
-    assert set(sess._built["models.exports"][1]) == set(KINDS)
-    assert sess._built["models.exports"][1]["onnx"] is data["onnx"]
-    at.run()  # a rerun registers new callables; they reuse the bytes built for this checkpoint
-    assert clicks[buttons(at)["onnx"].deferred_file_id].data() is data["onnx"]  # the second click reuses the first one's bytes
-    back = checkpoint.load_bytes(data["checkpoint"])
-    assert all(torch.equal(back.state_dict[k], v) for k, v in sess.current.state_dict.items())
-    x = torch.rand(8, 1, 28, 28)
-    want = export.Deployable.from_checkpoint(sess.current)(x).detach().numpy()
-    got_ts = torch.jit.load(io.BytesIO(data["torchscript"]))(x).detach().numpy()
-    got_onnx = ort.InferenceSession(data["onnx"], providers=["CPUExecutionProvider"]).run(None, {"pixels": x.numpy()})[0]
-    assert abs(got_ts - want).max() < 1e-5 and abs(got_onnx - want).max() < 1e-4
+def test_a_download_is_made_at_the_first_click_and_kept_for_the_next():
+    store, made = {}, []
+
+    def make() -> bytes:
+        made.append(1)
+        return bytes(8)
+
+    first = widgets.made_once(store, "onnx", make)
+    assert made == []  # handing the button its data makes nothing
+    data = first()
+    again = widgets.made_once(store, "onnx", make)  # the button of the next rerun, for the same model
+    assert again() is data and first() is data and made == [1]
+    assert widgets.made_once({}, "onnx", make)() == data and made == [1, 1]  # another model's store: made anew
 
 
-def test_an_uploaded_model_is_named_as_uploaded_and_its_downloads_follow_it(clicks):
+def test_an_uploaded_model_is_named_as_uploaded_and_its_snippets_follow_it(made):
     at = models_page()
     sess = at.session_state[state.SESSION]
     cfg = M.MLPConfig(hidden=(16,))
@@ -99,11 +83,8 @@ def test_an_uploaded_model_is_named_as_uploaded_and_its_downloads_follow_it(clic
     assert any(m.value.startswith("**\\*mine\\* \\[x\\]\\(http\\:\u2060//example\\.com\\)** (uploaded)")
                for m in at.markdown)  # user text, escaped
     assert any(t.value == "*mine* [x](http://example.com) (uploaded)" for t in at.text)  # the sidebar
-    download = clicks[buttons(at)["checkpoint"].deferred_file_id]
-    assert download.file_name == "digitlab-mine-x-http-example-com.pt"
-    back = checkpoint.load_bytes(download.data())
-    assert back.model_config == cfg and all(torch.equal(back.state_dict[k], v) for k, v in uploaded.state_dict.items())
     assert "MLP 784-16-10" in at.code[0].value
+    assert made == []
 
 
 def test_while_a_run_trains_the_page_says_the_downloads_are_not_the_live_weights():

@@ -58,10 +58,6 @@ def class_set_ui() -> None:
             (st.success if kind == "added" else st.error)(text)
 
 
-def upscale(image: np.ndarray, factor: int = 8) -> np.ndarray:
-    return np.kron(np.clip(image, 0, 1), np.ones((factor, factor), np.float32))
-
-
 @st.fragment(run_every=1.0 if training else None)
 def answer_panel() -> None:
     """Re-reads the same drawing every second while a run trains: the answer improves as you watch."""
@@ -111,7 +107,7 @@ def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:
             name = choice.info.classes[i]
             st.progress(float(p), text=f"**{name}: {p:.0%}**" if i == best else f"{name}: {p:.0%}")
     with seen:
-        st.image(upscale(image), caption=caption, clamp=True)
+        st.image(widgets.pixelated(np.clip(image, 0, 1), 8), caption=caption, clamp=True)
 
 
 @st.fragment

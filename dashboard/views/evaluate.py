@@ -16,15 +16,16 @@ info = dataset_info(ck.dataset)
 classes = info.classes
 
 st.title("Evaluate the current model")
-st.caption(f"{widgets.md_escape(ck.name or ck.description)} on the {len(state.test_split(ck.dataset)):,} test images of {info.title}"
+st.caption(f"{widgets.md_escape(ck.title)} on the {len(state.test_split(ck.dataset)):,} test images of {info.title}"
            " (while a run trains, this page shows the model that answered before it)")
 
-cached = sess._built.get("evaluation")
-if cached is None or cached[0] is not ck:
+
+def classify_test_set() -> insight.Evaluation:
     with st.spinner("Classifying the test set…"):
-        cached = (ck, insight.evaluate_split(sess.current_model(), state.test_split(ck.dataset), info))
-    sess._built["evaluation"] = cached
-ev: insight.Evaluation = cached[1]
+        return insight.evaluate_split(sess.current_model(), state.test_split(ck.dataset), info)
+
+
+ev = sess.memo.get("evaluation", (ck,), classify_test_set)
 images = state.test_split(ck.dataset).images
 
 widgets.back_to_bundled("eval.bundled")
@@ -76,7 +77,7 @@ with right:
 def gallery(indices: np.ndarray, caption) -> None:
     cols = st.columns(8)
     for i, idx in enumerate(indices):
-        cols[i % 8].image(np.kron(images[idx].numpy(), np.ones((3, 3), np.uint8)), caption=caption(idx))
+        cols[i % 8].image(widgets.pixelated(images[idx].numpy(), 3), caption=caption(idx))
 
 
 points = (event.selection.points if event and event.selection else []) or []

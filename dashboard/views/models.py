@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import streamlit as st
@@ -9,11 +10,10 @@ import streamlit as st
 from core import checkpoint, export
 from core import models as M
 from core.data import dataset_info
+from core.values import is_number
 from dashboard import state, widgets, words
 
 UPLOAD_KEY = "models.upload"
-UPLOADED = "models.uploaded"  # in sess._built: (file_id, ok, message) of the last file read
-EXPORTS = "models.exports"  # in sess._built: (checkpoint, {kind: bytes}) built for it so far
 
 sess = state.session()
 
@@ -31,31 +31,19 @@ def receive_upload() -> None:
         hint = {"torchscript": "a TorchScript export", "onnx": "an ONNX export"}.get(export.identify(data))
         text = (f"{source} is {hint}: it runs outside Digit Lab but cannot be loaded back. Upload the "
                 "checkpoint (.pt) instead." if hint else str(err))
-        sess._built[UPLOADED] = (upload.file_id, False, widgets.md_escape(f"{text} The current model stays."))
+        sess.models_uploaded = (upload.file_id, False, widgets.md_escape(f"{text} The current model stays."))
         return
     sess.use_checkpoint(ckpt, "uploaded")
-    name = widgets.md_escape(ckpt.name or ckpt.description)
+    name = widgets.md_escape(ckpt.title)
     when = ("answers on the Draw page once the run in progress ends (until then Draw uses the live weights); "
             "it stays the current model after the run" if widgets.run_active() else "now answers on the Draw page")
-    sess._built[UPLOADED] = (upload.file_id, True, f"“{name}” {when}.")
+    sess.models_uploaded = (upload.file_id, True, f"“{name}” {when}.")
 
 
 def deferred(ckpt: checkpoint.Checkpoint, kind: str, build: Callable) -> Callable[[], bytes]:
-    """The file's bytes, made on the first click and kept while ``ckpt`` is the current model.
-
-    Streamlit calls it on another thread, outside the script: it touches only what it closes over.
-    """
-    cached = sess._built.get(EXPORTS)
-    if cached is None or cached[0] is not ckpt:
-        cached = sess._built[EXPORTS] = (ckpt, {})
-    store = cached[1]
-
-    def data() -> bytes:
-        if kind not in store:
-            store[kind] = build(ckpt)
-        return store[kind]
-
-    return data
+    """The file's bytes, made on the first click and kept while ``ckpt`` is the current model."""
+    made = sess.memo.get("models.exports", (ckpt,), dict)  # {kind: bytes} built for this checkpoint so far
+    return widgets.made_once(made, kind, partial(build, ckpt))
 
 
 ckpt = sess.current
@@ -65,12 +53,12 @@ st.title("Models in and out")
 st.subheader("The current model")
 acc = ckpt.metrics.get("test_acc")
 with st.container(horizontal=True, key="models-tiles"):  # full numbers: a row wraps, never cuts one
-    st.metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "unknown", width="content",
+    st.metric("Test accuracy", f"{acc:.2%}" if is_number(acc) else "unknown", width="content",
               help=words.term("test accuracy"))
     st.metric("Parameters", f"{M.count_parameters(ckpt.model_config):,}", width="content",  # as Train counts them
               help=words.term("parameters"))
     st.metric("Data set", info.torchvision_class, width="content")
-st.markdown(f"**{widgets.md_escape(ckpt.name or ckpt.description)}** ({sess.current_source}) · "
+st.markdown(f"**{widgets.md_escape(ckpt.title)}** ({sess.current_source}) · "
             f"{ckpt.description} · {info.title}")
 widgets.back_to_bundled("models.bundled")
 if widgets.run_active():
@@ -104,6 +92,6 @@ st.subheader("Bring a model in")
 st.caption("A Digit Lab checkpoint (.pt) from this page or from a run's folder. Only weights and plain data are "
            "read from it: a file that holds anything else is refused, so it cannot run code here.")
 upload = st.file_uploader("Upload a checkpoint", type=["pt", "pth"], key=UPLOAD_KEY, on_change=receive_upload)
-last = sess._built.get(UPLOADED)
+last = sess.models_uploaded
 if upload is not None and last is not None and last[0] == upload.file_id:
     (st.success if last[1] else st.error)(last[2])

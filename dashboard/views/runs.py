@@ -10,6 +10,7 @@ import streamlit as st
 from core import identity
 from core.checkpoint import CheckpointError
 from core.runs import RunError, RunStore
+from core.values import is_number
 from dashboard import charts, state, widgets, words
 
 sess = state.session()
@@ -30,7 +31,7 @@ if not records:
 
 def label(r) -> str:
     acc = r.metrics.get("test_acc")
-    return f"{r.name} · {acc:.2%}" if isinstance(acc, (int, float)) else r.name
+    return f"{r.name} · {acc:.2%}" if is_number(acc) else r.name
 
 
 by_id = {r.id: r for r in records}
@@ -44,26 +45,23 @@ st.dataframe([{
                    "samples/s": st.column_config.NumberColumn(help=words.term("samples/s")),
                    "time": st.column_config.TextColumn(help="Training time, pauses not counted.")})
 
-COMPARED = "runs.compared"  # in sess._built: the runs picked for Compare, by id (kept when a run is renamed)
-
-
 def best_finished(n: int = 2) -> list[str]:
     """The most accurate runs that ended well: what is worth comparing first (not the newest, maybe diverged)."""
     good = [r for r in records if r.reason in ("finished", "target reached")
-            and isinstance(r.metrics.get("test_acc"), (int, float))]
+            and is_number(r.metrics.get("test_acc"))]
     good.sort(key=lambda r: r.metrics["test_acc"], reverse=True)
     return [r.id for r in good[:n]] or [r.id for r in records[:n]]
 
 
 def remember_compare() -> None:
-    sess._built[COMPARED] = list(st.session_state.get("runs.compare") or [])
+    sess.runs_compared = list(st.session_state.get("runs.compare") or [])
 
 
-kept = [i for i in sess._built.get(COMPARED, best_finished()) if i in by_id]
+kept = [i for i in (best_finished() if sess.runs_compared is None else sess.runs_compared) if i in by_id]
 chosen = st.multiselect("Compare", list(by_id), default=kept, format_func=lambda i: label(by_id[i]),
                         key="runs.compare", on_change=remember_compare,
                         help="Starts with the two most accurate finished runs.")
-sess._built[COMPARED] = list(chosen)
+sess.runs_compared = list(chosen)
 if chosen:
     loss, acc = go.Figure(), go.Figure()
     for rid in chosen:
@@ -122,14 +120,14 @@ if sess.flash and sess.flash[0].startswith("run-"):
     sess.flash = None
     (c1.success if kind == "run-used" else c1.error)(text)
 with c2.form("rename", border=False):
-    if sess._built.get("runs.name_of") != r.id:  # another run picked: the box shows its name, not the last one's
+    if sess.runs_name_of != r.id:  # another run picked: the box shows its name, not the last one's
         st.session_state["runs.new_name"] = r.name
-        sess._built["runs.name_of"] = r.id
+        sess.runs_name_of = r.id
     new_name = st.text_input("New name", max_chars=80, key="runs.new_name", disabled=not mine)
     if st.form_submit_button("Rename", disabled=not mine, help=not_mine):
         try:
             store.rename(r.id, new_name, by=state.who())
-            sess._built.pop("runs.name_of", None)  # show the name as stored
+            sess.runs_name_of = None  # show the name as stored
             st.rerun()
         except identity.NotAllowed as err:
             st.error(widgets.md_escape(str(err)))

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import time
 
-import numpy as np
 import streamlit as st
 import torch
 
@@ -34,6 +33,12 @@ def keep(**kw):
 
 def settings_ui() -> TrainConfig:
     """The settings column: only gathers values and returns a config."""
+    dataset, model = model_ui()
+    return TrainConfig(dataset=dataset, model=model, **optimisation_ui(), **more_ui())
+
+
+def model_ui() -> tuple[str, M.ModelConfig]:
+    """The data set and the network."""
     st.markdown("#### Data and model")
     dataset = DATASET_LABELS[st.radio("Data set", list(DATASET_LABELS), horizontal=True, key=P + "dataset",
                                       **keep(help="MNIST: handwritten digits. Fashion-MNIST: photos of clothing."))]
@@ -62,7 +67,11 @@ def settings_ui() -> TrainConfig:
         bn = st.checkbox("Batch norm", key=P + "bn", **keep())
         cfg = replace(cfg, dropout=dropout, batch_norm=bn)
     st.caption(f"**{M.describe(cfg)}** · {M.count_parameters(cfg):,} parameters (the weights it learns)")
+    return dataset, cfg
 
+
+def optimisation_ui() -> dict:
+    """How the weights are updated, how often and for how long: TrainConfig's fields by name."""
     st.markdown("#### Optimisation")
     opt = OPTIMIZER_LABELS[st.selectbox("Optimizer", list(OPTIMIZER_LABELS), index=1, key=P + "optimizer",
                                         **keep(help=words.term("optimizer") + " " + words.term("SGD") + " "
@@ -85,7 +94,13 @@ def settings_ui() -> TrainConfig:
                                                         "half cosine. Both end near zero."))]
     augment = st.toggle("Augmentation (random rotate, shift, scale, shear, thicker strokes)", key=P + "augment",
                         **keep(help=words.term("augmentation")))
+    return dict(optimizer=opt, lr=float(lr), momentum=float(momentum), nesterov=bool(nesterov),
+                weight_decay=float(wd), batch_size=int(batch), epochs=int(epochs), schedule=schedule,
+                augment=bool(augment))
 
+
+def more_ui() -> dict:
+    """The seed, the device, a subset and a target, folded away: TrainConfig's fields by name."""
     with st.expander("More: seed, device, subset, target"):
         seed = st.number_input("Seed (same seed, same run)", 0, 2**31 - 1, 0, key=P + "seed", **keep())
         devices = ["auto"] + available_devices()
@@ -95,10 +110,8 @@ def settings_ui() -> TrainConfig:
                                  key=P + "subset", **keep())
         target = st.number_input("Stop at test accuracy (%; 0 = never)", 0.0, 100.0, 0.0, 0.5, key=P + "target",
                                  **keep())
-    return TrainConfig(dataset=dataset, model=cfg, optimizer=opt, lr=float(lr), momentum=float(momentum),
-                       nesterov=bool(nesterov), weight_decay=float(wd), batch_size=int(batch), epochs=int(epochs),
-                       schedule=schedule, augment=bool(augment), seed=int(seed), device=device,
-                       train_subset=int(subset) or None, target_acc=(float(target) / 100) or None)
+    return dict(seed=int(seed), device=device, train_subset=int(subset) or None,
+                target_acc=(float(target) / 100) or None)
 
 
 @st.cache_data(show_spinner=False)
@@ -175,7 +188,7 @@ def controls(cfg: TrainConfig, lesson_title: str | None) -> None:
             sess.runs_started += 1
             sess.run = live_runs().start(owner=state.owner(), config=cfg, name=run_name(cfg))
             st.rerun()
-        paused = run is not None and run.view(since_batch=10**12).state == "paused"
+        paused = run is not None and run.status().state == "paused"
         if st.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
                      disabled=not running or not mine, key="train.pause_button",
                      help=not_mine or "Hold the run between two steps; the time paused is not counted."):
@@ -208,7 +221,7 @@ def end_summary(view) -> None:
         st.caption("The model picked during the run still answers on the Draw page; this run's model is kept "
                    "on the Runs page.")
     elif end.reason in state.UNHEALTHY:
-        answering = widgets.md_escape(sess.current.name or sess.current.description)
+        answering = widgets.md_escape(sess.current.title)
         st.caption(f"So its model does **not** answer on the Draw page: **{answering}** still does. "
                    "To try it anyway, pick it on the Runs page.")
 
@@ -255,16 +268,15 @@ def live_panel() -> None:
                 icon=":material/model_training:")
         st.caption(words.WHAT_IS_A_LOSS)
         return
-    cache = sess._built.setdefault("train_view", {"ticket": None, "steps": [], "losses": [], "last": None})
-    if cache["ticket"] != run.ticket:
-        cache.update(ticket=run.ticket, steps=[], losses=[], last=None)
+    trace = sess.loss_trace
+    trace.follow(run.ticket)
     if not run.done:
         live_runs().watch(run.id)  # someone is looking: the run is not idle
-    view = run.view(since_batch=len(cache["steps"]))  # only the new batches are copied
-    cache["steps"] += [b.step for b in view.batches]
-    cache["losses"] += [b.loss for b in view.batches]
+    view = run.view(since_batch=len(trace.steps))  # only the new batches are copied
+    trace.steps += [b.step for b in view.batches]
+    trace.losses += [b.loss for b in view.batches]
     if view.batches:
-        cache["last"] = view.batches[-1]
+        trace.last = view.batches[-1]
     if run.done and sess.adopt_finished_run():
         st.rerun()  # the end of a run changes buttons and the current model: redraw the whole page
     if view.state == "queued":
@@ -272,7 +284,7 @@ def live_panel() -> None:
                    icon=":material/hourglass_top:")
     elif view.start is None and view.end is None:
         st.info("Loading the data and building the model…")
-    last = cache["last"]
+    last = trace.last
     if view.start is not None:
         if not run.done:
             step = last.step if last else 0
@@ -280,8 +292,8 @@ def live_panel() -> None:
             st.progress(min(step / view.start.total_steps, 1.0),
                         text=paused + widgets.eta_text(last, view.start.total_steps, view.config.epochs,
                                                        view.started_at, view.paused_for))
-        tiles(view, last, cache["losses"])
-        st.plotly_chart(charts.loss_figure(cache["steps"], cache["losses"], view.start.total_steps),
+        tiles(view, last, trace.losses)
+        st.plotly_chart(charts.loss_figure(trace.steps, trace.losses, view.start.total_steps),
                         key="train.loss_chart", config={"displayModeBar": False})
         # whose run this is, after a reload too; below the chart, so the controls and the chart share one screen
         st.caption(widgets.md_escape(f"{run.name} · {identity.shown(run.owner)}"))
@@ -314,22 +326,21 @@ def data_preview(cfg: TrainConfig) -> None:
             st.error(str(err))
             return
         info = dataset_info(cfg.dataset)
-        shown = sess._built.setdefault("preview_batch", 0)
+        shown = sess.preview_batch
         g = torch.Generator().manual_seed(shown)
         idx = torch.randint(0, min(cfg.train_subset or len(split), len(split)), (16,), generator=g)
         images, labels = split.images[idx], split.labels[idx].tolist()
-        big = lambda x: np.kron(x, np.ones((3, 3), np.uint8))  # noqa: E731  28 -> 84 px, crisp pixels
         st.caption(f"16 of the {min(cfg.train_subset or len(split), len(split)):,} training images of {info.title}, "
                    f"with their labels: what one batch of the PyTorch 入门 tutorial's DataLoader holds "
                    f"(a batch of {cfg.batch_size} holds {cfg.batch_size} such images).")
-        st.image([big(im.numpy()) for im in images], caption=[info.classes[y] for y in labels], width=66)
+        st.image([widgets.pixelated(im.numpy(), 3) for im in images], caption=[info.classes[y] for y in labels], width=66)
         if cfg.augment:
             warped = random_affine(images.unsqueeze(1).float(), Augment(), g).squeeze(1).clamp(0, 255)
             st.caption("The same images as augmentation shows them to the network (different every epoch):")
-            st.image([big(im.to(torch.uint8).numpy()) for im in warped], caption=[info.classes[y] for y in labels],
-                     width=66)
+            st.image([widgets.pixelated(im.to(torch.uint8).numpy(), 3) for im in warped],
+                     caption=[info.classes[y] for y in labels], width=66)
         if st.button("Another batch", icon=":material/shuffle:", key="train.preview_next"):
-            sess._built["preview_batch"] = shown + 1
+            sess.preview_batch = shown + 1
             st.rerun()
 
 
