@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Union
+from typing import Generator, Iterator, Union
 
 import torch
 import torch.nn as nn
@@ -207,9 +207,7 @@ class Snapshot:
     epoch: int
 
     def build(self) -> nn.Module:
-        model = M.build_model(self.model_config)
-        model.load_state_dict(self.state_dict)
-        return model.eval()
+        return M.with_weights(self.model_config, self.state_dict)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -300,11 +298,14 @@ class Trainer:
         train = ds.train if config.train_subset is None else ds.train.subset(config.train_subset)
         self.train_split = train.to(self.device)
         self.test_split = ds.test.to(self.device)
-        if config.seed is not None:
-            torch.manual_seed(config.seed)
-        self.model = M.build_model(config.model).to(self.device)
+        # The run's own generators: the initial weights (on the CPU, so a seed gives the same weights on any
+        # device), the shuffling and the augmentation draw from these alone, so another thread drawing random
+        # numbers cannot change them. Dropout cannot be given one: see _seed_dropout. Without a seed, a fresh
+        # one (Generator.seed() leaves the process-wide generator alone, unlike torch.seed()).
+        self.seed = config.seed if config.seed is not None else torch.Generator().seed()
+        self.model = M.build_model(config.model, generator=torch.Generator().manual_seed(self.seed)).to(self.device)
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+        self.generator.manual_seed(self.seed)
         self.metrics: dict = {}  # final metrics, filled in at the end
         self.history: list[Event] = []  # every EpochEvent and the EndEvent
         self._snapshot: Snapshot | None = None
@@ -326,138 +327,216 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------
     def run(self) -> Iterator[Event]:
-        cfg, model, dev = self.config, self.model, self.device
+        cfg, dev = self.config, self.device
         augment = Augment() if cfg.augment else None
         sampler = BatchSampler(self.train_split, self.info, cfg.batch_size, augment=augment, generator=self.generator)
-        steps_per_epoch = len(sampler)
-        total_steps = steps_per_epoch * cfg.epochs
-        optimizer = make_optimizer(cfg, model.parameters())
+        total_steps = len(sampler) * cfg.epochs
+        optimizer = make_optimizer(cfg, self.model.parameters())
         schedule = make_schedule(cfg, optimizer, total_steps)
-        log_every = cfg.log_every or (1 if dev.type == "cpu" else 25)
-
-        start = StartEvent(device_label(dev), M.describe(cfg.model), M.count_parameters(model), self.info.name,
-                           len(self.train_split), steps_per_epoch, total_steps)
-        yield start
-
-        step, epoch_done, paused_s = 0, 0, 0.0
-        trained, eval_s, evaluated_at = 0, 0.0, 0  # samples seen, seconds spent on the test set, step of the last test
-        t_start = time.perf_counter()
-        last_publish = t_start
-        test_loss = test_acc = None
-        reason, message = "finished", f"trained for {cfg.epochs} epochs"
-
-        def elapsed() -> float:
-            return time.perf_counter() - t_start - paused_s
-
-        def rate() -> float:
-            """The one samples/s of a run: what tiles, summaries and tables all show."""
-            training_s = elapsed() - eval_s
-            return trained / training_s if training_s > 0 else 0.0
-
-        def test() -> tuple[float, float]:
-            nonlocal eval_s, evaluated_at
-            t0 = time.perf_counter()
-            result = evaluate(model, self.test_split, self.info)
-            eval_s += time.perf_counter() - t0
-            evaluated_at = step
-            return result
-
-        def end(reason: str, message: str) -> EndEvent:
-            nonlocal test_loss, test_acc
-            if reason == "stopped" and step > evaluated_at:  # the metrics must describe the weights kept
-                test_loss, test_acc = test()
-            ev = EndEvent(reason, message, epoch_done, step, elapsed(), rate(), test_acc, test_loss)
-            self.metrics = {"reason": reason, "test_acc": test_acc, "test_loss": test_loss, "epochs": epoch_done,
-                            "steps": step, "train_seconds": ev.train_seconds, "samples_per_second": ev.samples_per_s}
-            self.history.append(ev)
-            self._publish(step, epoch_done)
-            model.eval()
-            return ev
-
-        model.train()
+        self._log_every = cfg.log_every or (1 if dev.type == "cpu" else 25)
+        yield StartEvent(device_label(dev), M.describe(cfg.model), M.count_parameters(self.model), self.info.name,
+                         len(self.train_split), len(sampler), total_steps)
+        self._seed_dropout()
+        self._at = _Progress()
+        self.model.train()
         try:
-            for epoch in range(1, cfg.epochs + 1):
-                t_epoch, paused_before = time.perf_counter(), paused_s
-                loss_sum = torch.zeros((), device=dev)  # kept on the device: no sync per batch
-                correct = torch.zeros((), dtype=torch.long, device=dev)
-                window = torch.zeros((), device=dev)
-                window_n, seen = 0, 0
-                for x, y in sampler:
-                    if self.control.stopped:
-                        break
-                    if self.control.paused:
-                        self._publish(step, epoch_done)
-                        paused_s += self.control.wait_while_paused()
-                        if self.control.stopped:
-                            break
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    if schedule is not None:
-                        schedule.step()
-                    step += 1
-                    seen += len(y)
-                    trained += len(y)
-                    detached = loss.detach()
-                    loss_sum.add_(detached, alpha=len(y))
-                    correct.add_((logits.detach().argmax(1) == y).sum())
-                    window_n += 1
-                    if log_every > 1:
-                        window.add_(detached)
-                    if window_n == log_every:
-                        mean_loss = (window if log_every > 1 else detached).item() / window_n
-                        if not math.isfinite(mean_loss):
-                            raise _Diverged(mean_loss)
-                        yield BatchEvent(step, epoch, mean_loss, optimizer.param_groups[0]["lr"], rate())
-                        if log_every > 1:
-                            window.zero_()
-                        window_n, now = 0, time.perf_counter()
-                        if now - last_publish >= self.snapshot_every_s:
-                            if not self._publish(step, epoch - 1):
-                                raise _Diverged(float("nan"))
-                            last_publish = now
-                if self.control.stopped:
-                    reason, message = "stopped", f"stopped by request after {step} steps"
-                    break
-                if window_n and not math.isfinite(window.item()):
-                    raise _Diverged(float("nan"))
-                test_loss, test_acc = test()
-                model.train()
-                epoch_done = epoch
-                train_loss = loss_sum.item() / max(seen, 1)
-                if not math.isfinite(train_loss) or not math.isfinite(test_loss):
-                    raise _Diverged(train_loss)
-                ev = EpochEvent(epoch, train_loss, correct.item() / max(seen, 1), test_loss, test_acc,
-                                time.perf_counter() - t_epoch - (paused_s - paused_before), elapsed())
-                self.history.append(ev)
-                self._publish(step, epoch)
-                last_publish = time.perf_counter()
-                yield ev
-                if cfg.target_acc is not None and test_acc >= cfg.target_acc:
-                    reason = "target reached"
-                    message = f"test accuracy {test_acc:.2%} reached the target {cfg.target_acc:.2%} after {epoch} epochs"
-                    break
-        except _Diverged:
-            snap = self._snapshot
-            if snap is not None:
-                model.load_state_dict(snap.state_dict)
-            test_loss, test_acc = test()
-            yield end("diverged", "the learning rate is too high: the loss became NaN (not a number). "
-                      f"The last good weights, from step {snap.step if snap else 0}, were kept. "
-                      "Try a learning rate 10 times smaller.")
-            return
-        except (torch.OutOfMemoryError, RuntimeError) as err:
-            if not _is_out_of_memory(err):
+            reason, message = yield from self._epochs(sampler, optimizer, schedule)
+        except (_Diverged, torch.OutOfMemoryError, RuntimeError) as err:
+            if not isinstance(err, _Diverged) and not _is_out_of_memory(err):
                 raise
-            snap = self._snapshot
-            if snap is not None:
-                model.load_state_dict(snap.state_dict)
-            yield end("failed", "out of memory: the model or the batch is too large for this device. "
-                      "Try a smaller batch size or a smaller model.")
+            kept = self._keep_last_good_weights()
+            if isinstance(err, _Diverged):
+                self._test()  # the metrics must describe the weights kept
+                yield self._end("diverged", "the learning rate is too high: the loss became NaN (not a number). "
+                                f"The last good weights, from step {kept}, were kept. "
+                                "Try a learning rate 10 times smaller.")
+            else:  # not tested again: evaluating could run out of memory as well
+                yield self._end("failed", "out of memory: the model or the batch is too large for this device. "
+                                "Try a smaller batch size or a smaller model.")
             return
-        yield end(reason, message)
+        yield self._end(reason, message)
+
+    def _seed_dropout(self) -> None:
+        """Seed the process-wide generator for dropout, the one draw a run cannot make from its own.
+
+        ``F.dropout`` takes no generator: its masks come from the process-wide one, on the CPU or the
+        GPU. So it is seeded here as training starts, and a run with dropout repeats exactly as long
+        as nothing else in its process draws from it while it trains. Nothing in Digit Lab does:
+        models for showing and predicting are built on the meta device (``models.with_weights``)
+        and draw nothing, and the dashboard trains each run in a process of its own (core.executors).
+        """
+        if any(isinstance(m, nn.Dropout) for m in self.model.modules()):
+            torch.manual_seed(self.seed)
+
+    def _epochs(self, sampler: BatchSampler, optimizer, schedule) -> Generator[Event, None, tuple[str, str]]:
+        """Train epoch after epoch; the reason the run ends and what to say about it."""
+        cfg, at = self.config, self._at
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch, paused_before = time.perf_counter(), at.paused_s
+            tally = _EpochTally(self.device)
+            window = _LossWindow(self._log_every, self.device)
+            yield from self._train_epoch(epoch, sampler, optimizer, schedule, tally, window)
+            if self.control.stopped:
+                return "stopped", f"stopped by request after {at.step} steps"
+            if not window.finite():
+                raise _Diverged(float("nan"))
+            ev = self._close_epoch(epoch, tally, t_epoch, paused_before)
+            yield ev
+            if cfg.target_acc is not None and ev.test_acc >= cfg.target_acc:
+                return "target reached", (f"test accuracy {ev.test_acc:.2%} reached the target "
+                                          f"{cfg.target_acc:.2%} after {epoch} epochs")
+        return "finished", f"trained for {cfg.epochs} epochs"
+
+    def _train_epoch(self, epoch: int, sampler: BatchSampler, optimizer, schedule, tally: "_EpochTally",
+                     window: "_LossWindow") -> Iterator[BatchEvent]:
+        """One pass over the training set (or until a stop), with a BatchEvent each time the window fills."""
+        model, at = self.model, self._at
+        for x, y in sampler:
+            if not self._go_on():
+                return
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            at.step += 1
+            at.trained += len(y)
+            tally.add(loss.detach(), logits.detach(), y)
+            mean_loss = window.add(loss.detach())
+            if mean_loss is None:
+                continue
+            if not math.isfinite(mean_loss):
+                raise _Diverged(mean_loss)
+            yield BatchEvent(at.step, epoch, mean_loss, optimizer.param_groups[0]["lr"], at.rate())
+            now = time.perf_counter()
+            if now - at.last_publish >= self.snapshot_every_s:
+                if not self._publish(at.step, epoch - 1):
+                    raise _Diverged(float("nan"))
+                at.last_publish = now
+
+    def _go_on(self) -> bool:
+        """Honour a pause (publishing the weights first, then waiting) and a stop: whether to train a batch."""
+        if self.control.paused and not self.control.stopped:
+            self._publish(self._at.step, self._at.epochs_done)
+            self._at.paused_s += self.control.wait_while_paused()
+        return not self.control.stopped
+
+    def _close_epoch(self, epoch: int, tally: "_EpochTally", t_epoch: float, paused_before: float) -> EpochEvent:
+        """Test the epoch's weights and report it: its time counts the test pass, not the pauses."""
+        at = self._at
+        test_loss, test_acc = self._test()
+        self.model.train()
+        at.epochs_done = epoch
+        train_loss = tally.mean_loss()
+        if not math.isfinite(train_loss) or not math.isfinite(test_loss):
+            raise _Diverged(train_loss)
+        seconds = time.perf_counter() - t_epoch - (at.paused_s - paused_before)
+        ev = EpochEvent(epoch, train_loss, tally.accuracy(), test_loss, test_acc, seconds, at.elapsed())
+        self.history.append(ev)
+        self._publish(at.step, epoch)
+        at.last_publish = time.perf_counter()
+        return ev
+
+    def _test(self) -> tuple[float, float]:
+        at = self._at
+        t0 = time.perf_counter()
+        at.test_loss, at.test_acc = evaluate(self.model, self.test_split, self.info)
+        at.eval_s += time.perf_counter() - t0
+        at.evaluated_at = at.step
+        return at.test_loss, at.test_acc
+
+    def _keep_last_good_weights(self) -> int:
+        """Put the last published (finite) weights back in the model; the step they are from."""
+        snap = self._snapshot
+        if snap is None:
+            return 0
+        self.model.load_state_dict(snap.state_dict)
+        return snap.step
+
+    def _end(self, reason: str, message: str) -> EndEvent:
+        at = self._at
+        if reason == "stopped" and at.step > at.evaluated_at:  # the metrics must describe the weights kept
+            self._test()
+        ev = EndEvent(reason, message, at.epochs_done, at.step, at.elapsed(), at.rate(), at.test_acc, at.test_loss)
+        self.metrics = {"reason": reason, "test_acc": at.test_acc, "test_loss": at.test_loss,
+                        "epochs": at.epochs_done, "steps": at.step, "train_seconds": ev.train_seconds,
+                        "samples_per_second": ev.samples_per_s}
+        self.history.append(ev)
+        self._publish(at.step, at.epochs_done)
+        self.model.eval()
+        return ev
+
+
+@dataclass
+class _Progress:
+    """Where a run is and the time it has spent: what its events' counts, durations and rates come from."""
+
+    step: int = 0
+    epochs_done: int = 0
+    trained: int = 0  # samples trained on
+    evaluated_at: int = 0  # the step of the last pass over the test set
+    test_loss: float | None = None
+    test_acc: float | None = None
+    start: float = field(default_factory=time.perf_counter)
+    last_publish: float = field(default_factory=time.perf_counter)
+    paused_s: float = 0.0
+    eval_s: float = 0.0  # seconds spent on the test set
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start - self.paused_s
+
+    def rate(self) -> float:
+        """The one samples/s of a run: what tiles, summaries and tables all show."""
+        training_s = self.elapsed() - self.eval_s
+        return self.trained / training_s if training_s > 0 else 0.0
+
+
+class _EpochTally:
+    """An epoch's summed loss and correct answers, kept on the device: no sync per batch."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss_sum.add_(loss, alpha=len(labels))
+        self.correct.add_((logits.argmax(1) == labels).sum())
+        self.seen += len(labels)
+
+    def mean_loss(self) -> float:
+        return self.loss_sum.item() / max(self.seen, 1)
+
+    def accuracy(self) -> float:
+        return self.correct.item() / max(self.seen, 1)
+
+
+class _LossWindow:
+    """The batch losses since the last BatchEvent: ``every`` of them make one mean (read with one sync)."""
+
+    def __init__(self, every: int, device: torch.device):
+        self.every, self.n = every, 0
+        self.sum = torch.zeros((), device=device)  # unused when every batch is its own window
+
+    def add(self, loss: torch.Tensor) -> float | None:
+        """Count one batch's loss; the window's mean once it is full (and a new window begins), else None."""
+        self.n += 1
+        if self.every == 1:
+            self.n = 0
+            return loss.item()
+        self.sum.add_(loss)
+        if self.n < self.every:
+            return None
+        mean = self.sum.item() / self.n
+        self.sum.zero_()
+        self.n = 0
+        return mean
+
+    def finite(self) -> bool:
+        """Whether the losses not reported yet (an epoch's last, partial window) are finite."""
+        return self.n == 0 or math.isfinite(self.sum.item())
 
 
 class _Diverged(Exception):

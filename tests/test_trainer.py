@@ -1,12 +1,14 @@
+import dataclasses
 import math
 import threading
 
 import pytest
 import torch
 
+from core import checkpoint as C
 from core import models as M
 from core.trainer import (BatchEvent, EndEvent, EpochEvent, StartEvent, TrainConfig, TrainControl, Trainer,
-                          evaluate)
+                          available_devices, evaluate)
 
 
 def small(**kw) -> TrainConfig:
@@ -34,8 +36,8 @@ def test_events_are_frozen_and_hold_plain_numbers(mnist):
     for ev in events:
         for value in vars(ev).values():
             assert value is None or isinstance(value, (int, float, str)), (ev, value)
-        with pytest.raises(Exception):
-            ev.step = 0  # frozen
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            ev.step = 0
     epoch = next(e for e in events if isinstance(e, EpochEvent))
     assert 0 <= epoch.train_acc <= 1 and 0 <= epoch.test_acc <= 1 and epoch.seconds > 0
 
@@ -167,15 +169,27 @@ def test_a_snapshot_taken_during_training_is_consistent_and_usable(mnist):
     assert not torch.equal(snaps[0].state_dict["fc3.weight"], snaps[-1].state_dict["fc3.weight"])
 
 
-def test_training_data_and_model_live_on_the_chosen_device(mnist):
+def test_without_a_gpu_auto_trains_on_the_cpu_and_a_missing_gpu_is_refused_by_name(mnist, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert available_devices() == ["cpu"]
     trainer = Trainer(small(device="auto"), mnist)
-    expected = "cuda" if torch.cuda.is_available() else trainer.device.type
-    assert trainer.train_split.images.device.type == expected == trainer.test_split.images.device.type
-    assert next(trainer.model.parameters()).device.type == expected
+    assert trainer.train_split.images.device.type == "cpu" == trainer.test_split.images.device.type
+    assert next(trainer.model.parameters()).device.type == "cpu"
+    events = list(trainer.run())
+    assert events[0].device == "cpu" and events[-1].reason == "finished"
+    with pytest.raises(ValueError, match="no CUDA GPU is available on this machine; use device 'auto' or 'cpu'"):
+        Trainer(small(device="cuda"), mnist)
+    with pytest.raises(ValueError, match="MPS is not available on this machine"):
+        Trainer(small(device="mps"), mnist)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_with_a_gpu_auto_puts_the_data_and_the_model_on_it(mnist):
+    trainer = Trainer(small(device="auto"), mnist)
+    assert trainer.train_split.images.device.type == "cuda" == trainer.test_split.images.device.type
+    assert next(trainer.model.parameters()).device.type == "cuda"
     assert list(trainer.run())[-1].reason == "finished"
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
-            Trainer(small(device="cuda"), mnist)
 
 
 def test_out_of_memory_ends_the_run_with_a_message_and_the_process_goes_on(mnist, monkeypatch):
@@ -211,3 +225,42 @@ def test_a_stopped_run_reports_the_accuracy_of_the_weights_it_keeps(mnist):
     end = trainer.history[-1]
     assert end.reason == "stopped" and end.epochs == 1
     assert end.test_acc == pytest.approx(evaluate(trainer.model, mnist.test, mnist.info)[1])
+
+
+def test_a_seeded_run_repeats_exactly_while_another_thread_builds_models_to_show(mnist):
+    cfg = small(model=M.MLPConfig(hidden=(64,), dropout=0.25), augment=True, train_subset=1600)
+
+    def once() -> tuple[list[float], dict]:
+        trainer = Trainer(cfg, mnist)
+        return [e.loss for e in trainer.run() if isinstance(e, BatchEvent)], trainer.model.state_dict()
+
+    quiet_losses, quiet_weights = once()
+    snap = Trainer(cfg, mnist).snapshot()
+    ckpt = C.from_model(snap.build(), cfg.model)
+    done, builds = threading.Event(), [0]
+
+    def sidebar():  # what the pages do while a run trains: build models to show and predict with, count weights
+        while not done.is_set():
+            ckpt.build(), snap.build(), M.count_parameters(M.CNNConfig(dropout=0.5))
+            builds[0] += 1
+
+    thread = threading.Thread(target=sidebar)
+    thread.start()
+    try:
+        losses, weights = once()
+    finally:
+        done.set()
+        thread.join()
+    assert builds[0] > 10
+    assert losses == quiet_losses
+    assert all(torch.equal(weights[k], quiet_weights[k]) for k in quiet_weights)
+
+
+def test_a_runs_initial_weights_come_from_its_seed_alone(mnist):
+    torch.manual_seed(123)
+    a = Trainer(small(seed=7), mnist).model.state_dict()
+    torch.manual_seed(456)
+    b = Trainer(small(seed=7), mnist).model.state_dict()
+    c = Trainer(small(seed=8), mnist).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["fc1.weight"], c["fc1.weight"])
