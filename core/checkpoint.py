@@ -358,108 +358,156 @@ def _inspect_archive(data: bytes) -> None:
 
 def _inspect_pickle(pkl: bytes, record_sizes: dict[str, int]) -> None:
     """Walk the pickle's opcodes and rebuild its shape (never its objects): allowlisted and bounded."""
-    stack: list = []
-    marks: list[int] = []
-    memo: dict[int, _Node] = {}
-    used: set[str] = set()  # storage records already given to a tensor
-    ops = 0
+    walk = _Walk(len(pkl), record_sizes)
     last = None
     try:
-        for op, arg, pos in pickletools.genops(pkl):
-            ops += 1
+        for ops, (op, arg, pos) in enumerate(pickletools.genops(pkl), 1):
             last = op.name
-            if ops > MAX_PICKLE_OPS:
-                raise _Refused(f"its pickle has more than {MAX_PICKLE_OPS:,} steps; a checkpoint's has about a thousand")
-            name = op.name
-            if name not in _OPS:
-                raise _Refused(f"its pickle uses the {name} instruction, which a checkpoint never needs")
-            if ops == 1 and name != "PROTO":
-                raise _Refused("its pickle does not start as torch.save starts one (protocol 2)")
-            if name == "PROTO":
-                if pos != 0 or arg != 2:
-                    raise _Refused(f"its pickle is protocol {arg}; torch.save writes protocol 2")
-            elif name == "STOP":
-                if len(stack) != 1 or marks or pos != len(pkl) - 1:
-                    raise _Refused("its pickle does not end as a single value")
-            elif name == "MARK":
-                marks.append(len(stack))
-            elif name in ("EMPTY_DICT", "EMPTY_LIST"):
-                stack.append(_Node(_DICT if name == "EMPTY_DICT" else _LIST, items=[]))
-            elif name == "EMPTY_TUPLE":
-                stack.append(_tuple([]))
-            elif name == "TUPLE":
-                stack.append(_tuple(_pop_mark(stack, marks)))
-            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                n = int(name[-1])
-                _need(stack, marks, n)
-                items = stack[-n:]
-                del stack[-n:]
-                stack.append(_tuple(items))
-            elif name in ("SETITEM", "SETITEMS", "APPEND", "APPENDS"):
-                if name == "SETITEM":
-                    _need(stack, marks, 3)
-                    items = stack[-2:]
-                    del stack[-2:]
-                elif name == "APPEND":
-                    _need(stack, marks, 2)
-                    items = [stack.pop()]
-                else:
-                    items = _pop_mark(stack, marks)
-                    _need(stack, marks, 1)
-                target = stack[-1]
-                if target.kind != (_DICT if name.startswith("SET") else _LIST):
-                    raise _Refused(f"its pickle adds items to a {_NAMES.get(target.kind, 'value')} with {name}")
-                if name.startswith("SET"):
-                    if len(items) % 2:
-                        raise _Refused("its pickle gives a dict a key without a value")
-                    if any(k.kind not in (_ATOM, _STR) for k in items[::2]):
-                        raise _Refused("its pickle uses a container as a dict key")
-                target.items.extend(items)
-            elif name in ("BINPUT", "LONG_BINPUT"):
-                _need(stack, marks, 1)
-                memo[arg] = stack[-1]
-            elif name in ("BINGET", "LONG_BINGET"):
-                node = memo.get(arg)
-                if node is None:
-                    raise _Refused("its pickle refers to a value it never stored")
-                if not _shareable(node):  # a list or dict in two places: torch.save of a checkpoint never does that
-                    raise _Refused(f"its pickle puts the same {_NAMES[node.kind]} in two places")
-                stack.append(node)
-            elif name in ("BININT", "BININT1", "BININT2", "LONG1"):
-                if arg.bit_length() > 64:
-                    raise _Refused("its pickle holds an integer of more than 64 bits")
-                stack.append(_Node(_ATOM, arg))
-            elif name in ("BINFLOAT", "NONE", "NEWTRUE", "NEWFALSE"):
-                stack.append(_Node(_ATOM, {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}.get(name, arg)))
-            elif name == "BINUNICODE":
-                if len(arg) > MAX_STRING:
-                    raise _Refused(f"its pickle holds a string of {len(arg):,} characters")
-                stack.append(_Node(_STR, arg))
-            elif name == "GLOBAL":
-                if arg != _REBUILD and arg != _ODICT and arg not in _STORAGES:
-                    raise _Refused(f"it asks for {shown(arg.replace(' ', '.'), 80)}, which a checkpoint never needs "
-                                   "(it could run code or take memory)")
-                stack.append(_Node(_GLOBAL, arg))
-            elif name == "REDUCE":
-                _need(stack, marks, 2)
-                args, func = stack.pop(), stack.pop()
-                stack.append(_reduce(func, args, used))
-            elif name == "BUILD":
-                _need(stack, marks, 2)
-                state = stack.pop()
-                if stack[-1].value != _ODICT or stack[-1].kind != _DICT or state.kind != _DICT:
-                    raise _Refused("its pickle sets attributes of an object, which a checkpoint never does")
-                stack[-1].items.append(state)
-            elif name == "BINPERSID":
-                _need(stack, marks, 1)
-                stack.append(_storage(stack.pop(), record_sizes))
+            _allowed(op.name, ops)
+            walk.step(op.name, arg, pos)
     except _Refused:
         raise
     except (ValueError, EOFError, KeyError, IndexError, TypeError, UnicodeDecodeError) as err:
         raise _Damaged(f"its pickle is damaged ({_one_line(err, 120)})") from None
     if last != "STOP":
         raise _Damaged("its pickle is truncated")
-    _check_tree(stack[0])
+    _check_tree(walk.stack[0])
+
+
+def _allowed(name: str, ops: int) -> None:
+    """Refuse the ``ops``-th opcode if it is one too many, not on the list, or not the PROTO a pickle opens with."""
+    if ops > MAX_PICKLE_OPS:
+        raise _Refused(f"its pickle has more than {MAX_PICKLE_OPS:,} steps; a checkpoint's has about a thousand")
+    if name not in _OPS:
+        raise _Refused(f"its pickle uses the {name} instruction, which a checkpoint never needs")
+    if ops == 1 and name != "PROTO":
+        raise _Refused("its pickle does not start as torch.save starts one (protocol 2)")
+
+
+class _Walk:
+    """The pickle machine's stack, marks and memo, holding the shapes of values (``_Node``) instead of objects.
+
+    ``step`` does what one allowed opcode would do to them, refusing what a checkpoint never does.
+    """
+
+    def __init__(self, size: int, record_sizes: dict[str, int]):
+        self.size, self.record_sizes = size, record_sizes
+        self.stack: list[_Node] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, _Node] = {}
+        self.used: set[str] = set()  # storage records already given to a tensor
+
+    def step(self, name: str, arg, pos: int) -> None:
+        if name in _ATOM_OPS:
+            self.stack.append(self._atom(name, arg))
+        else:
+            _STEPS[name](self, name, arg, pos)
+
+    def need(self, n: int) -> None:
+        _need(self.stack, self.marks, n)
+
+    def pop(self, n: int) -> list[_Node]:
+        self.need(n)
+        items = self.stack[-n:]
+        del self.stack[-n:]
+        return items
+
+    def proto(self, name: str, arg, pos: int) -> None:
+        if pos != 0 or arg != 2:
+            raise _Refused(f"its pickle is protocol {arg}; torch.save writes protocol 2")
+
+    def stop(self, name: str, arg, pos: int) -> None:
+        if len(self.stack) != 1 or self.marks or pos != self.size - 1:
+            raise _Refused("its pickle does not end as a single value")
+
+    def mark(self, name: str, arg, pos: int) -> None:
+        self.marks.append(len(self.stack))
+
+    def empty(self, name: str, arg, pos: int) -> None:
+        kinds = {"EMPTY_DICT": _DICT, "EMPTY_LIST": _LIST}
+        self.stack.append(_tuple([]) if name == "EMPTY_TUPLE" else _Node(kinds[name], items=[]))
+
+    def make_tuple(self, name: str, arg, pos: int) -> None:
+        items = _pop_mark(self.stack, self.marks) if name == "TUPLE" else self.pop(int(name[-1]))
+        self.stack.append(_tuple(items))
+
+    def add_items(self, name: str, arg, pos: int) -> None:
+        """SETITEM(S) into a dict, APPEND(S) to a list: only string and number keys."""
+        if name == "SETITEM":
+            self.need(3)
+            items = self.pop(2)
+        elif name == "APPEND":
+            self.need(2)
+            items = [self.stack.pop()]
+        else:
+            items = _pop_mark(self.stack, self.marks)
+            self.need(1)
+        target = self.stack[-1]
+        if target.kind != (_DICT if name.startswith("SET") else _LIST):
+            raise _Refused(f"its pickle adds items to a {_NAMES.get(target.kind, 'value')} with {name}")
+        if name.startswith("SET"):
+            if len(items) % 2:
+                raise _Refused("its pickle gives a dict a key without a value")
+            if any(k.kind not in (_ATOM, _STR) for k in items[::2]):
+                raise _Refused("its pickle uses a container as a dict key")
+        target.items.extend(items)
+
+    def put(self, name: str, arg, pos: int) -> None:
+        self.need(1)
+        self.memo[arg] = self.stack[-1]
+
+    def get(self, name: str, arg, pos: int) -> None:
+        node = self.memo.get(arg)
+        if node is None:
+            raise _Refused("its pickle refers to a value it never stored")
+        if not _shareable(node):  # a list or dict in two places: torch.save of a checkpoint never does that
+            raise _Refused(f"its pickle puts the same {_NAMES[node.kind]} in two places")
+        self.stack.append(node)
+
+    @staticmethod
+    def _atom(name: str, arg) -> _Node:
+        """A number, None, a boolean or a string: at most 64 bits, at most ``MAX_STRING`` characters."""
+        if name in ("BININT", "BININT1", "BININT2", "LONG1") and arg.bit_length() > 64:
+            raise _Refused("its pickle holds an integer of more than 64 bits")
+        if name == "BINUNICODE":
+            if len(arg) > MAX_STRING:
+                raise _Refused(f"its pickle holds a string of {len(arg):,} characters")
+            return _Node(_STR, arg)
+        return _Node(_ATOM, {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}.get(name, arg))
+
+    def global_name(self, name: str, arg, pos: int) -> None:
+        if arg != _REBUILD and arg != _ODICT and arg not in _STORAGES:
+            raise _Refused(f"it asks for {shown(arg.replace(' ', '.'), 80)}, which a checkpoint never needs "
+                           "(it could run code or take memory)")
+        self.stack.append(_Node(_GLOBAL, arg))
+
+    def reduce(self, name: str, arg, pos: int) -> None:
+        func, args = self.pop(2)
+        self.stack.append(_reduce(func, args, self.used))
+
+    def build(self, name: str, arg, pos: int) -> None:
+        self.need(2)
+        state = self.stack.pop()
+        if self.stack[-1].value != _ODICT or self.stack[-1].kind != _DICT or state.kind != _DICT:
+            raise _Refused("its pickle sets attributes of an object, which a checkpoint never does")
+        self.stack[-1].items.append(state)
+
+    def persistent_id(self, name: str, arg, pos: int) -> None:
+        self.need(1)
+        self.stack.append(_storage(self.stack.pop(), self.record_sizes))
+
+
+_ATOM_OPS = frozenset({"BININT", "BININT1", "BININT2", "LONG1", "BINFLOAT", "NONE", "NEWTRUE", "NEWFALSE",
+                       "BINUNICODE"})
+_STEPS = {
+    "PROTO": _Walk.proto, "STOP": _Walk.stop, "MARK": _Walk.mark,
+    "EMPTY_DICT": _Walk.empty, "EMPTY_LIST": _Walk.empty, "EMPTY_TUPLE": _Walk.empty,
+    "TUPLE": _Walk.make_tuple, "TUPLE1": _Walk.make_tuple, "TUPLE2": _Walk.make_tuple, "TUPLE3": _Walk.make_tuple,
+    "SETITEM": _Walk.add_items, "SETITEMS": _Walk.add_items, "APPEND": _Walk.add_items, "APPENDS": _Walk.add_items,
+    "BINPUT": _Walk.put, "LONG_BINPUT": _Walk.put, "BINGET": _Walk.get, "LONG_BINGET": _Walk.get,
+    "GLOBAL": _Walk.global_name, "REDUCE": _Walk.reduce, "BUILD": _Walk.build, "BINPERSID": _Walk.persistent_id,
+}
+assert set(_STEPS) | _ATOM_OPS == _OPS  # every allowed opcode has its step, and no other
 
 
 def _need(stack: list, marks: list, n: int) -> None:
