@@ -1,7 +1,7 @@
 """Hostile checkpoints, built byte by byte, and a way to measure what loading each one costs.
 
 Each function in ``FILES`` returns the bytes of one file an attacker could upload to the Models
-page or pass to ``python -m core.predict --checkpoint``. The pickles are written opcode by opcode
+page or pass to ``python -m core predict --checkpoint``. The pickles are written opcode by opcode
 (protocol 2, as ``torch.save`` writes them) and stored in a zip laid out as ``torch.save`` lays
 it out, so nothing here depends on PyTorch agreeing to write them. ``valid()`` builds a correct
 checkpoint the same way: the control that shows each refusal is about the hostile part.

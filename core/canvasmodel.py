@@ -1,4 +1,4 @@
-"""The bundled model, reproducibly: ``python -m core.canvasmodel --save core/assets/default-cnn.pt``.
+"""The bundled model, reproducibly: ``python -m core canvasmodel --save core/assets/default-cnn.pt``.
 
 Why not the tutorial's CNN trained on MNIST alone: on digits real people wrote with a pen and drawn
 on the canvas (core.pendigits) it scored 95.6 %, and it named a digit for any letter or scribble.
@@ -18,12 +18,11 @@ norm, a 128-wide head, dropout 0.25; 185 k parameters, 0.7 MB). The 16-32 ``wide
 registry, trained the same way on fewer varied copies, read the report writers' digits at 97.6 %.
 Everything is seeded: the same command writes the same weights on the same machine and PyTorch.
 The tuning writers choose the epochs and the not-a-digit threshold; the report writers are never
-seen (figures: ``python -m core.pendigits`` and ``python -m core.outlier``).
+seen (figures: ``python -m core pendigits`` and ``python -m core outlier``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -186,21 +185,3 @@ def tune_report(model, log=sys.stderr) -> dict:
           f"{outlier.NOT_A_DIGIT_BELOW:.2f}: digits flagged {(conf < outlier.NOT_A_DIGIT_BELOW).mean():.2%}, "
           f"non-digits flagged {(neg_conf < outlier.NOT_A_DIGIT_BELOW).mean():.1%}", file=log)
     return {"tune_threshold_q005": round(q, 4)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.canvasmodel", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", metavar="PATH", required=True)
-    args = p.parse_args(argv)
-    ckpt, metrics = build(args.epochs, args.seed)
-    path = checkpoint.save(ckpt, args.save)
-    print(f"MNIST test {metrics['test_acc']:.2%}; {P.SET_NAME}: {metrics['pen_acc']:.2%} "
-          f"(worst: {metrics['pen_worst']} {metrics['pen_worst_acc']:.2%}); saved {path}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,27 +15,25 @@ stored under exactly one label and the set never grows past ``MAX_ITEMS``. Readi
 scoring, exporting) takes no lock. A set travels as one zip: ``images/<id>.png`` plus
 ``labels.csv`` (``file,label``). File names inside a zip are never used as paths on disk.
 
-Command line: ``python -m core.classset {score,export,import,list} [--folder DIR]``.
+Command line: ``python -m core classset {score,export,import,list} [--folder DIR]`` (core.cli.classset).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import hashlib
 import inspect
 import io
-import json
 import math
 import os
 import re
-import sys
 import threading
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 try:
     import fcntl
@@ -52,6 +50,7 @@ from core.data import DATASETS, DatasetInfo
 from core.files import FileRefused, read_regular, shown, sync_folder, write_synced_temp
 from core.images import MAX_FILE_BYTES, ImageError, load_image_bytes
 from core.inference import predict_proba, preprocess, to_ink
+from core.values import is_number
 
 MAX_ITEMS = 5000  # a class set holds at most this many drawings
 MAX_ZIP_BYTES = 50 * 1024 * 1024
@@ -464,18 +463,7 @@ class ClassSet:
         skipped: list[tuple[int, str]] = []  # (row, line): put back in row order at the end
         known: dict[str, str | tuple[str, int]] = {}  # member -> why it was refused, or (id, label first seen)
         refused_ids: dict[str, str] = {}  # drawing id -> why it was not stored ("full")
-        sizes: dict[str, tuple[int, int] | None] = {}
-        total = 0
-        for _, (name, label_text, _) in rows:  # headers only, to refuse a zip too big to read before reading it
-            info = members.get(base + name)
-            if info is None or base + name in sizes or not re.fullmatch(r"[0-9]", label_text):
-                continue
-            size = sizes[base + name] = _member_size(zf, info)
-            if size is not None and 0 < size[0] * size[1] <= IMPORT_MAX_PIXELS:
-                total += size[0] * size[1]
-        if total > IMPORT_TOTAL_PIXELS:
-            raise ClassSetError(f"the zip's images add up to {total / 1e6:,.0f} million pixels; one import reads at "
-                                f"most {IMPORT_TOTAL_PIXELS / 1e6:,.0f} million: split it into smaller zips")
+        sizes = self._member_sizes(zf, members, base, rows)
         batch: list[tuple[int, str, str, int, str | None]] = []  # (row, shown name, id, label, staged file)
 
         def flush():
@@ -520,6 +508,23 @@ class ClassSet:
                     Path(tmp).unlink(missing_ok=True)
         report.skipped = [line for _, line in sorted(skipped)]
         return report
+
+    @staticmethod
+    def _member_sizes(zf, members, base: str, rows) -> dict[str, tuple[int, int] | None]:
+        """Each listed image's size from its header alone, to refuse a zip too big to read before reading it."""
+        sizes: dict[str, tuple[int, int] | None] = {}
+        total = 0
+        for _, (name, label_text, _) in rows:
+            info = members.get(base + name)
+            if info is None or base + name in sizes or not re.fullmatch(r"[0-9]", label_text):
+                continue
+            size = sizes[base + name] = _member_size(zf, info)
+            if size is not None and 0 < size[0] * size[1] <= IMPORT_MAX_PIXELS:
+                total += size[0] * size[1]
+        if total > IMPORT_TOTAL_PIXELS:
+            raise ClassSetError(f"the zip's images add up to {total / 1e6:,.0f} million pixels; one import reads at "
+                                f"most {IMPORT_TOTAL_PIXELS / 1e6:,.0f} million: split it into smaller zips")
+        return sizes
 
     @staticmethod
     def _read_row_image(zf, members, member: str, size) -> str | tuple[str, np.ndarray]:
@@ -638,88 +643,43 @@ def score(model: torch.nn.Module, classset: ClassSet, info: DatasetInfo = DATASE
     return Score(drawings, labels, predictions, confidences, probabilities, accuracy)
 
 
-# ---------------------------------------------------------------------- command line
+def fingerprint(drawings: list[Drawing]) -> tuple[tuple[str, int], ...]:
+    """What a list of drawings holds, for a cache: a score or a zip made from it stays right while this is the same."""
+    return tuple((d.id, d.label) for d in drawings)
 
-def _score_cli(args) -> int:
+
+def mnist_only(ckpt: checkpoint.Checkpoint, name: str | None = None) -> str | None:
+    """Why ``ckpt`` cannot be scored on the class set, or None when it can: the set holds handwritten digits,
+    so only a model trained on MNIST reads it. The one wording wherever a model is picked for the set (the
+    Class set page, its command line, fine-tuning); ``name`` is how the model is called (default: its title)."""
+    if ckpt.dataset == "mnist":
+        return None
+    trained_on = DATASETS[ckpt.dataset].title if ckpt.dataset in DATASETS else str(ckpt.dataset)
+    return (f"“{ckpt.title if name is None else name}” was trained on {trained_on}; the class set holds "
+            "handwritten digits. Pick a model trained on MNIST.")
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model on the class set: its score, or why there is none."""
+
+    score: Score | None
+    problem: str | None  # why there is no score: the model cannot be loaded, or does not read digits
+    test_acc: float | None  # its accuracy on MNIST's test set, as its checkpoint says (None when it does not)
+
+
+def score_model(load: Callable[[], checkpoint.Checkpoint], classset: ClassSet,
+                quote: Callable[[str], str] = str) -> ModelScore:
+    """The checkpoint ``load()`` gives, scored on ``classset``. A model that cannot be loaded or was not
+    trained on MNIST gives a ``problem`` to show instead; ``quote`` writes the model's name into that
+    message (a page escapes it for Markdown)."""
     try:
-        ckpt = checkpoint.load(args.checkpoint)
-    except checkpoint.CheckpointError as err:
-        print(f"error: {shown(err, 1000)}", file=sys.stderr)
-        return 2
-    if ckpt.dataset != "mnist":
-        print(f"error: {args.checkpoint} was trained on {DATASETS[ckpt.dataset].title}; the class set holds "
-              "handwritten digits: pick a model trained on MNIST", file=sys.stderr)
-        return 2
-    classset = ClassSet(args.folder)
-    if len(classset) == 0:
-        print(EMPTY_MESSAGE, file=sys.stderr)
-        return 1
-    result = score(ckpt.build(), classset, DATASETS["mnist"])
-    right = int((result.predictions == result.labels).sum())
-    wrong = [result.drawings[i] for i in result.mistakes()]
-    if args.json:
-        print(json.dumps({
-            "accuracy": result.accuracy, "n": len(result.drawings), "right": right,
-            "per_class": [None if math.isnan(a) else a for a in result.per_class().tolist()],
-            "mistakes": [{"file": d.member, "label": d.label, "prediction": int(result.predictions[i]),
-                          "confidence": round(float(result.confidences[i]), 4)}
-                         for i, d in zip(result.mistakes(), wrong)],
-        }))
-        return 0
-    print(f"accuracy {100 * result.accuracy:.2f} % on {len(result.drawings)} drawings ({right} right)")
-    for i, d in zip(result.mistakes(), wrong):
-        predicted = result.predictions[i] if result.predictions[i] >= 0 else "-"
-        print(f"{d.member}\ttrue {d.label}\tpredicted {predicted}\t{result.confidences[i]:.2f}")
-    return 0
-
-
-def _import_cli(args) -> int:
-    path = Path(args.zip)
-    try:
-        if path.stat().st_size > MAX_ZIP_BYTES:
-            raise ClassSetError(f"{path} is {path.stat().st_size / _MB:.0f} MB; a class set zip is at most "
-                                f"{MAX_ZIP_BYTES / _MB:.0f} MB")
-        report = ClassSet(args.folder).import_zip(path.read_bytes())
-    except OSError as err:
-        print(f"error: cannot read {shown(path)}: {err.strerror}", file=sys.stderr)
-        return 2
-    except ClassSetError as err:
-        print(f"error: {shown(err, 1000)}", file=sys.stderr)
-        return 2
-    print(f"added {report.added}, already there {report.duplicates}, skipped {len(report.skipped)}")
-    for line in report.skipped:  # names come from the zip's labels.csv: escaped, so they cannot drive the terminal
-        print(f"skipped {shown(line, 400)}")
-    return 1 if report.added == 0 and report.skipped else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.classset", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    folder = argparse.ArgumentParser(add_help=False)
-    folder.add_argument("--folder", default=None, help="default: $DIGITLAB_CLASSSET or <DIGITLAB_HOME>/classset")
-    s = sub.add_parser("score", parents=[folder], help="score a model on the class set")
-    s.add_argument("--checkpoint", default=str(paths.BUNDLED_MODEL), help="default: the bundled model")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    sub.add_parser("export", parents=[folder], help="write the class set as a zip").add_argument("zip", metavar="OUT.zip")
-    sub.add_parser("import", parents=[folder], help="add the drawings of a zip").add_argument("zip", metavar="IN.zip")
-    sub.add_parser("list", parents=[folder], help="count the drawings per digit")
-    args = p.parse_args(argv)
-
-    if args.command == "score":
-        return _score_cli(args)
-    if args.command == "import":
-        return _import_cli(args)
-    classset = ClassSet(args.folder)
-    if args.command == "export":
-        checkpoint.atomic_write(args.zip, classset.export_zip())
-        print(f"exported {len(classset)} drawings to {args.zip}")
-        return 0
-    for digit, count in enumerate(classset.counts()):
-        print(f"{digit}\t{count}")
-    print(f"total\t{len(classset)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        ckpt = load()
+        acc = ckpt.metrics.get("test_acc")
+        acc = acc if is_number(acc) else None
+        why = mnist_only(ckpt, quote(ckpt.title))
+        if why:
+            return ModelScore(None, why, acc)
+        return ModelScore(score(ckpt.build(), classset), None, acc)
+    except (checkpoint.CheckpointError, OSError) as err:
+        return ModelScore(None, f"This model could not be loaded: {err}", None)

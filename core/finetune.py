@@ -10,15 +10,13 @@ and the held-out drawings and MNIST's test set are not read worse than before (M
 at most ``MAX_MNIST_DROP``). Too few drawings, one digit only, an empty set or a model that does
 not classify digits are each refused with a message saying what is needed.
 
-Command line: ``python -m core.finetune [--checkpoint PATH] [--folder DIR] [--save PATH]``; the
-result is also kept as a saved run (``--no-run`` to skip).
+Command line: ``python -m core finetune [--checkpoint PATH] [--folder DIR] [--save PATH]``
+(core.cli.finetune); the result is also kept as a saved run (``--no-run`` to skip).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -28,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from core import checkpoint
-from core.classset import ClassSet, ClassSetError
+from core.classset import ClassSet, mnist_only
 from core.data import DATASETS, Augment, load_dataset, random_affine
 
 MIN_DRAWINGS = 20  # fewer than this: refused, with what to add
@@ -94,9 +92,9 @@ def split(ids: list[str], labels: list[int], share: float = HOLDOUT_SHARE) -> tu
 
 def check(ckpt: checkpoint.Checkpoint, labels: list[int]) -> None:
     """Raise FinetuneError when fine-tuning cannot do good: the message says what is needed."""
-    if ckpt.dataset != "mnist":
-        raise FinetuneError(f"“{ckpt.title}” was trained on {DATASETS[ckpt.dataset].title}; the "
-                            "class set holds digits. Pick a model trained on MNIST to fine-tune.")
+    why = mnist_only(ckpt)
+    if why:
+        raise FinetuneError(why)
     if not labels:
         raise FinetuneError("The class set is empty: draw digits on the Draw page and add them to the class set "
                             f"(at least {MIN_DRAWINGS}, of several digits) or import a class set.")
@@ -134,31 +132,47 @@ def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def finetune(ckpt: checkpoint.Checkpoint, store: ClassSet | None = None, *, steps: int = STEPS, seed: int = 0,
-             progress: Callable[[Progress], None] | None = None) -> FinetuneResult:
-    """Fine-tune ``ckpt``'s model on the class set; raises FinetuneError (nothing changed) when it cannot help."""
-    store = store if store is not None else ClassSet()
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    info = DATASETS["mnist"]
+    return (x - info.mean) / info.std
+
+
+@dataclass
+class _Sets:
+    """What fine-tuning reads: the class set's readable drawings, split in two, and MNIST."""
+
+    ids: list[str]
+    x: torch.Tensor  # every readable drawing, [N, 1, 28, 28], 0..1
+    y: torch.Tensor
+    fit: list[int]  # indices to learn from
+    hold: list[int]  # indices held out to check it
+    mnist: object  # the MNIST data set: its training images are replayed in each batch
+    x_test: torch.Tensor  # MNIST's test set, normalised
+    y_test: torch.Tensor
+
+
+def _sets(ckpt: checkpoint.Checkpoint, store: ClassSet) -> _Sets:
     drawings = store.list()
     check(ckpt, [d.label for d in drawings])
     x_np, y_np, ids = _images(store, drawings)
     check(ckpt, list(map(int, y_np)))
     fit, hold = split(ids, list(map(int, y_np)))
-    info = DATASETS["mnist"]
-    norm = lambda x: (x - info.mean) / info.std  # noqa: E731
-    x_all = torch.from_numpy(x_np).unsqueeze(1)
-    y_all = torch.from_numpy(y_np)
-    xf, yf = x_all[fit], y_all[fit]
-    xh, yh = norm(x_all[hold]), y_all[hold]
     mnist = load_dataset("mnist")
-    xt = mnist.test.images.unsqueeze(1).float().div_(255.0)
-    xt, yt = norm(xt), mnist.test.labels
+    x_test = _norm(mnist.test.images.unsqueeze(1).float().div_(255.0))
+    return _Sets(ids, torch.from_numpy(x_np).unsqueeze(1), torch.from_numpy(y_np), fit, hold, mnist, x_test,
+                 mnist.test.labels)
 
-    t0 = time.perf_counter()
-    model = ckpt.build()
-    before_hold, before_mnist = _accuracy(model, xh, yh), _accuracy(model, xt, yt)
-    with torch.inference_mode():  # a drawing the model was sure is another digit: perhaps mislabelled
-        conf, pred = F.softmax(model(norm(x_all)), 1).max(1)
-    suspects = [ids[i] for i in range(len(ids)) if pred[i] != y_all[i] and conf[i] > SUSPECT_ABOVE]
+
+def _suspects(model, sets: _Sets) -> list[str]:
+    """Drawings the model was sure are another digit than their label: perhaps mislabelled."""
+    with torch.inference_mode():
+        conf, pred = F.softmax(model(_norm(sets.x)), 1).max(1)
+    return [sets.ids[i] for i in range(len(sets.ids)) if pred[i] != sets.y[i] and conf[i] > SUSPECT_ABOVE]
+
+
+def _learn(model, sets: _Sets, steps: int, seed: int, progress: Callable[[Progress], None] | None) -> list[float]:
+    """``steps`` batches of class-set drawings with MNIST replay, augmented; the loss of each."""
+    xf, yf, train = sets.x[sets.fit], sets.y[sets.fit], sets.mnist.train
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
@@ -166,10 +180,10 @@ def finetune(ckpt: checkpoint.Checkpoint, store: ClassSet | None = None, *, step
     for step in range(1, steps + 1):
         model.train()
         ci = torch.randint(len(xf), (CLASS_BATCH,), generator=gen)
-        ri = torch.randint(len(mnist.train), (REPLAY_BATCH,), generator=gen)
-        xb = torch.cat([xf[ci], mnist.train.images[ri].unsqueeze(1).float().div_(255.0)])
-        xb = norm(random_affine(xb, AUGMENT, gen))
-        loss = F.cross_entropy(model(xb), torch.cat([yf[ci], mnist.train.labels[ri]]))
+        ri = torch.randint(len(train), (REPLAY_BATCH,), generator=gen)
+        xb = torch.cat([xf[ci], train.images[ri].unsqueeze(1).float().div_(255.0)])
+        xb = _norm(random_affine(xb, AUGMENT, gen))
+        loss = F.cross_entropy(model(xb), torch.cat([yf[ci], train.labels[ri]]))
         if not torch.isfinite(loss):
             raise FinetuneError("Fine-tuning diverged (the loss is not a number); the current model is unchanged.")
         opt.zero_grad(set_to_none=True)
@@ -179,29 +193,54 @@ def finetune(ckpt: checkpoint.Checkpoint, store: ClassSet | None = None, *, step
         if progress is not None:
             progress(Progress(step, steps, losses[-1]))
     model.eval()
-    after_hold, after_mnist = _accuracy(model, xh, yh), _accuracy(model, xt, yt)
-    seconds = time.perf_counter() - t0
+    return losses
+
+
+def _finetuned(ckpt: checkpoint.Checkpoint, model, sets: _Sets, steps: int, seed: int, *, holdout_before: float,
+               holdout_after: float, mnist_after: float, seconds: float) -> checkpoint.Checkpoint:
+    """The new checkpoint, with what was measured while making it."""
     metrics = dict(ckpt.metrics)
     for stale in ("pen_acc", "pen_worst_acc", "pen_worst", "drawn_acc"):
         metrics.pop(stale, None)  # measured on the old weights
-    metrics.update({"test_acc": after_mnist, "classset_holdout_before_acc": before_hold,
-                    "classset_holdout_after_acc": after_hold, "train_seconds": round(seconds, 2),
+    metrics.update({"test_acc": mnist_after, "classset_holdout_before_acc": holdout_before,
+                    "classset_holdout_after_acc": holdout_after, "train_seconds": round(seconds, 2),
                     "epochs": 1, "steps": steps})
     train_config = {"recipe": "core.finetune", "base": ckpt.title, "steps": steps,
-                    "seed": seed, "lr": LR, "drawings": len(fit), "held_out": len(hold)}
-    base = ckpt.title
-    new = checkpoint.from_model(model, ckpt.model_config, dataset="mnist", train_config=train_config,
-                                metrics=metrics, name=f"{base}, fine-tuned on our drawings"[:120])
-    result = FinetuneResult(new, len(fit), len(hold), before_hold, after_hold, before_mnist, after_mnist, seconds,
-                            losses, suspects)
-    if after_hold < before_hold:
-        raise FinetuneError(f"Fine-tuning made the held-out drawings worse ({before_hold:.1%} -> {after_hold:.1%}), "
-                            f"so it was not kept; the current model is unchanged. Check the labels"
-                            + (f": {len(suspects)} drawings still read confidently as another digit"
-                               if suspects else "") + ".", result)
-    if after_mnist < before_mnist - MAX_MNIST_DROP:
-        raise FinetuneError(f"Fine-tuning made MNIST's test set worse ({before_mnist:.2%} -> {after_mnist:.2%}), so "
-                            "it was not kept; the current model is unchanged. Add drawings of more digits.", result)
+                    "seed": seed, "lr": LR, "drawings": len(sets.fit), "held_out": len(sets.hold)}
+    return checkpoint.from_model(model, ckpt.model_config, dataset="mnist", train_config=train_config,
+                                 metrics=metrics, name=f"{ckpt.title}, fine-tuned on our drawings"[:120])
+
+
+def _refuse_unless_better(result: FinetuneResult) -> None:
+    """FinetuneError (carrying ``result``) when the held-out drawings or MNIST got worse."""
+    r = result
+    if r.holdout_after < r.holdout_before:
+        raise FinetuneError(f"Fine-tuning made the held-out drawings worse ({r.holdout_before:.1%} -> "
+                            f"{r.holdout_after:.1%}), so it was not kept; the current model is unchanged. Check the "
+                            "labels" + (f": {len(r.suspects)} drawings still read confidently as another digit"
+                                        if r.suspects else "") + ".", result)
+    if r.mnist_after < r.mnist_before - MAX_MNIST_DROP:
+        raise FinetuneError(f"Fine-tuning made MNIST's test set worse ({r.mnist_before:.2%} -> {r.mnist_after:.2%}), "
+                            "so it was not kept; the current model is unchanged. Add drawings of more digits.", result)
+
+
+def finetune(ckpt: checkpoint.Checkpoint, store: ClassSet | None = None, *, steps: int = STEPS, seed: int = 0,
+             progress: Callable[[Progress], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``ckpt``'s model on the class set; raises FinetuneError (nothing changed) when it cannot help."""
+    sets = _sets(ckpt, store if store is not None else ClassSet())
+    xh, yh = _norm(sets.x[sets.hold]), sets.y[sets.hold]
+    t0 = time.perf_counter()
+    model = ckpt.build()
+    before_hold, before_mnist = _accuracy(model, xh, yh), _accuracy(model, sets.x_test, sets.y_test)
+    suspects = _suspects(model, sets)
+    losses = _learn(model, sets, steps, seed, progress)
+    after_hold, after_mnist = _accuracy(model, xh, yh), _accuracy(model, sets.x_test, sets.y_test)
+    seconds = time.perf_counter() - t0
+    new = _finetuned(ckpt, model, sets, steps, seed, holdout_before=before_hold, holdout_after=after_hold,
+                     mnist_after=after_mnist, seconds=seconds)
+    result = FinetuneResult(new, len(sets.fit), len(sets.hold), before_hold, after_hold, before_mnist, after_mnist,
+                            seconds, losses, suspects)
+    _refuse_unless_better(result)
     return result
 
 
@@ -216,38 +255,3 @@ def save_run(result: FinetuneResult, name: str | None = None, author: str = ""):
     epochs = [EpochEvent(1, mean_loss, float("nan"), float("nan"), result.mnist_after, result.seconds, result.seconds)]
     end = EndEvent("finished", result.summary(), 1, len(result.losses), result.seconds, 0.0, result.mnist_after, None)
     return RunStore().save(name or result.checkpoint.name, result.checkpoint, batches, epochs, end, author=author)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core import paths
-
-    p = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(paths.BUNDLED_MODEL), help="the model to start from (default: bundled)")
-    p.add_argument("--folder", help="the class set folder (default: $DIGITLAB_CLASSSET or <home>/classset)")
-    p.add_argument("--steps", type=int, default=STEPS)
-    p.add_argument("--save", metavar="PATH", help="also write the fine-tuned checkpoint here")
-    p.add_argument("--run", action=argparse.BooleanOptionalAction, default=True, help="keep it as a saved run")
-    args = p.parse_args(argv)
-    if not 1 <= args.steps <= 10_000:
-        print("error: --steps must be between 1 and 10000", file=sys.stderr)
-        return 2
-    try:
-        ckpt = checkpoint.load(args.checkpoint)
-        result = finetune(ckpt, ClassSet(args.folder), steps=args.steps)
-    except (checkpoint.CheckpointError, FinetuneError, ClassSetError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(result.summary())
-    if result.suspects:
-        print(f"check the labels of {len(result.suspects)} drawings the model was sure were another digit: "
-              + ", ".join(result.suspects[:10]))
-    if args.save:
-        print(f"saved {checkpoint.save(result.checkpoint, args.save)}")
-    if args.run:
-        print(f"saved run {save_run(result).id}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

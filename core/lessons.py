@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import reprlib
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,52 +253,3 @@ def load_lessons(path: str | Path | None = None) -> list[Lesson]:
     if not lessons:
         raise LessonError(f"the lessons file {path} has no [[lesson]]")
     return lessons
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m core.lessons [--run [ID ...]]``: check the lessons file; run lessons headless and time them."""
-    import argparse
-    import time
-
-    from core.data import load_dataset
-    from core.trainer import EndEvent, EpochEvent, Trainer
-
-    p = argparse.ArgumentParser(prog="python -m core.lessons", description=main.__doc__)
-    p.add_argument("--file", help=f"default: $DIGITLAB_LESSONS or {LESSONS_FILE}")
-    p.add_argument("--run", nargs="*", metavar="ID", help="train every run of these lessons (all when none given)")
-    args = p.parse_args(argv)
-    try:
-        lessons = load_lessons(args.file)
-    except LessonError as err:
-        print(f"error: {shown(err, 2000)}", file=sys.stderr)
-        return 2
-    if args.run is None:  # what the file says is shown escaped: a title cannot drive the terminal
-        for lesson in lessons:
-            print("\t".join(shown(t, 200) for t in (lesson.id, lesson.title, " | ".join(r.label for r in lesson.runs))))
-        print(f"{len(lessons)} lessons, all valid", file=sys.stderr)
-        return 0
-    unknown = set(args.run) - {lesson.id for lesson in lessons}
-    if unknown:
-        print(f"error: no lesson {shown(', '.join(sorted(unknown)), 400)}", file=sys.stderr)
-        return 2
-    for lesson in lessons:
-        if args.run and lesson.id not in args.run:
-            continue
-        for run in lesson.runs:
-            start = time.perf_counter()
-            trainer = Trainer(run.config, load_dataset(run.config.dataset))
-            last_epoch = end = None
-            for ev in trainer.run():
-                if isinstance(ev, EpochEvent):
-                    last_epoch = ev
-                elif isinstance(ev, EndEvent):
-                    end = ev
-            train = f"train {last_epoch.train_acc:.2%}" if last_epoch else "train -"
-            test = f"test {end.test_acc:.2%}" if end.test_acc is not None else "test -"
-            print(f"{shown(lesson.id, 60)}\t{shown(run.label, 100)}\t{end.reason}\t{train}\t{test}\t"
-                  f"{time.perf_counter() - start:.1f} s", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,15 +12,13 @@ faces, filled blobs, Fashion-MNIST items, digits drawn halfway and digits mirror
 upside down (those that then read as no digit: 3, 4, 7). Each family is drawn at random sizes,
 places and brush widths, like the pen-written digits.
 
-``python -m core.outlier [--checkpoint PATH]`` prints the share flagged per family and of the
+``python -m core outlier [--checkpoint PATH]`` (core.cli.outlier) prints the share flagged per family and of the
 pen-written digits.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -262,35 +260,12 @@ def flag_rates(model, per_family: int = 40, seed: int = 2024, threshold: float =
             "threshold": threshold, "pen_acc": round(report.accuracy, 4)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from core import checkpoint, paths
-
-    p = argparse.ArgumentParser(prog="python -m core.outlier", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(paths.BUNDLED_MODEL), help="default: the bundled model")
-    p.add_argument("--per-family", type=int, default=100)
-    p.add_argument("--sheet", metavar="PNG", help="write a sheet of the non-digits (flagged ones framed) here")
-    args = p.parse_args(argv)
-    try:
-        model = checkpoint.load(args.checkpoint).build()
-        r = flag_rates(model, args.per_family)
-    except (checkpoint.CheckpointError, P.PenDigitsUnavailable) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"non-digits flagged: {r['non_digits_flagged']:.1%} of {r['non_digits']} "
-          f"({', '.join(f'{k} {v:.0%}' for k, v in r['by_family'].items())})")
-    print(f"pen-written digits flagged: {r['digits_flagged']:.2%} of {r['digits']} ({P.SET_NAME})")
-    print(f"threshold: most likely digit below {r['threshold']:.0%}")
-    if args.sheet:
-        canv, fam = negatives(6, 2024, P.REPORT_WRITERS, "test")
-        tiles = [Image.fromarray(c).resize((70, 70), Image.Resampling.BOX) for c in canv]
-        sheet = Image.new("L", (6 * 72, len(FAMILIES) * 72), 60)
-        for k, t in enumerate(tiles):
-            sheet.paste(t, ((k % 6) * 72 + 1, (k // 6) * 72 + 1))
-        sheet.save(args.sheet)
-        print(f"sheet: {args.sheet}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def negatives_sheet(path, per_family: int = 6, seed: int = 2024):
+    """A sheet of non-digits, one family a row (from the report writers and Fashion-MNIST's test split), saved at ``path``."""
+    canv, _ = negatives(per_family, seed, P.REPORT_WRITERS, "test")
+    tiles = [Image.fromarray(c).resize((70, 70), Image.Resampling.BOX) for c in canv]
+    sheet = Image.new("L", (per_family * 72, len(FAMILIES) * 72), 60)
+    for k, t in enumerate(tiles):
+        sheet.paste(t, ((k % per_family) * 72 + 1, (k // per_family) * 72 + 1))
+    sheet.save(path)
+    return path

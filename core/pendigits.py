@@ -13,18 +13,15 @@ side): ``REPORT_WRITERS`` (20 writers, every second one) are never trained or tu
 accuracy this project shows is measured on them; of the other 20, ``TUNE_WRITERS`` (4) choose
 thresholds and ``FIT_WRITERS`` (16) may be trained on.
 
-``python -m core.pendigits [--checkpoint PATH] [--writers report|all|...] [--mistakes sheet.png]``
-prints accuracy per condition and per digit.
+``python -m core pendigits [--checkpoint PATH] [--writers report|all|...] [--mistakes sheet.png]``
+(core.cli.pendigits) prints accuracy per condition and per digit.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -414,66 +411,3 @@ def mistake_sheet(report: Report, path: str | Path, limit: int = 120, cell: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
-
-
-# ----------------------------------------------------------------------------- command line
-
-def _writers_arg(text: str) -> tuple[str, ...]:
-    named = {"report": REPORT_WRITERS, "all": WRITERS, "fit": FIT_WRITERS, "tune": TUNE_WRITERS}
-    if text in named:
-        return named[text]
-    out = tuple(part.strip() for part in text.split(","))
-    unknown = [w for w in out if w not in WRITERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown writer {unknown[0]!r}: use report, all, fit, tune or tags such as "
-                                         "UJI-W02,UPV-W19")
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core import checkpoint, paths
-
-    p = argparse.ArgumentParser(prog="python -m core.pendigits", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(paths.BUNDLED_MODEL), help="default: the bundled model")
-    p.add_argument("--writers", type=_writers_arg, default=REPORT_WRITERS,
-                   help="report (20 writers never trained or tuned on; the default), all, fit, tune, "
-                        "or tags such as UJI-W02,UPV-W19")
-    p.add_argument("--mistakes", metavar="PNG", help="write a sheet of the mistakes here")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
-    args = p.parse_args(argv)
-    try:
-        ckpt = checkpoint.load(args.checkpoint)
-        samples = load(writers=args.writers)
-    except (checkpoint.CheckpointError, PenDigitsUnavailable) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if ckpt.dataset != "mnist":
-        print(f"error: {args.checkpoint} was trained on {ckpt.dataset}; these are digits", file=sys.stderr)
-        return 2
-    if not samples:
-        print("error: no samples for those writers", file=sys.stderr)
-        return 2
-    report = evaluate(ckpt.build(), None if set(args.writers) == set(REPORT_WRITERS) else samples)
-    s = report.summary()
-    trained_on = set(ckpt.train_config.get("pen_writers", []) if isinstance(ckpt.train_config, dict) else [])
-    seen = sorted(trained_on & {x.writer for x in samples})
-    print(f"{s['set']}: {s['samples']} samples x {len(report.conditions)} conditions = {s['drawings']} drawings")
-    if seen:
-        print(f"warning: the model was trained on writers {', '.join(seen)}: these figures flatter it")
-    print(f"accuracy {s['accuracy']:.2%}")
-    print("by brush width: " + ", ".join(f"{k} px {v:.1%}" for k, v in report.by("width").items()))
-    print("by size:        " + ", ".join(f"{k:.0%} {v:.1%}" for k, v in report.by("size").items()))
-    print("by place:       " + ", ".join(f"{k} {v:.1%}" for k, v in report.by("position").items()))
-    print("by digit:       " + ", ".join(f"{k}: {v:.1%}" for k, v in report.per_digit().items()))
-    print(f"worst condition: {s['worst_condition']} {s['worst_condition_acc']:.1%}; "
-          f"worst cell: {s['worst_cell']} {s['worst_cell_acc']:.1%}")
-    if args.mistakes:
-        print(f"mistakes ({len(report.mistakes())}): {mistake_sheet(report, args.mistakes)}")
-    if args.json:
-        print(json.dumps(s))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

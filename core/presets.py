@@ -1,7 +1,7 @@
 """Tuned training recipes, shared by the CLI, the benchmark and the dashboard.
 
 The models are the seed's; only how they are trained changes. Each recipe says what it is for. The
-bundled model is made by ``python -m core.canvasmodel`` (MNIST, pen-written digits and non-digits).
+bundled model is made by ``python -m core canvasmodel`` (MNIST, pen-written digits and non-digits).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from PIL import Image
 from core import checkpoint, classset, drawn, paths
 from core import models as M
 from core.classset import ClassSet, ClassSetError
+from core.cli import classset as classset_cli
 from core.inference import classify, to_ink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -370,6 +371,32 @@ def test_score_of_an_empty_set_and_of_damaged_files(model, classset_folder):
     assert result.predictions[by_id[good.id]] == 6 and result.accuracy == pytest.approx(1 / 3)
 
 
+def test_score_model_scores_a_loaded_model_or_says_why_it_cannot(tmp_path):
+    cs = ClassSet(tmp_path / "small")
+    for digit in (1, 4, 7):
+        cs.add(canvas(digit, seed=digit), digit)
+    bundled = checkpoint.load(paths.BUNDLED_MODEL)
+    scored = classset.score_model(lambda: bundled, cs)
+    assert scored.problem is None and scored.test_acc == bundled.metrics["test_acc"]
+    assert list(scored.score.predictions) == list(classset.score(bundled.build(), cs).predictions)
+    assert classset.fingerprint(cs.list()) == tuple((d.id, d.label) for d in scored.score.drawings)
+
+    cfg = M.MLPConfig(hidden=(16,))
+    fashion = checkpoint.from_model(M.build_model(cfg), cfg, dataset="fashion-mnist", name="clo*thes",
+                                    metrics={"test_acc": 0.8})
+    refused = classset.score_model(lambda: fashion, cs, quote=lambda name: name.replace("*", "\\*"))
+    assert refused.score is None and refused.test_acc == 0.8
+    assert refused.problem == classset.mnist_only(fashion, "clo\\*thes")
+    assert refused.problem.startswith("“clo\\*thes” was trained on Fashion-MNIST") and "trained on MNIST" in refused.problem
+    assert classset.mnist_only(bundled) is None and "“clo*thes”" in classset.mnist_only(fashion)
+
+    def unreadable():
+        raise checkpoint.CheckpointError("not a readable PyTorch file")
+
+    broken = classset.score_model(unreadable, cs)
+    assert broken == classset.ModelScore(None, "This model could not be loaded: not a readable PyTorch file", None)
+
+
 # ---------------------------------------------------------------------- command line
 
 def test_cli_score_export_import_and_list(tmp_path, capsys):
@@ -379,7 +406,7 @@ def test_cli_score_export_import_and_list(tmp_path, capsys):
         cs.add(canvas(i, seed=i), i)
     wrong = cs.add(canvas(1, seed=9), 7)
 
-    assert classset.main(["score", "--folder", str(folder)]) == 0
+    assert classset_cli.main(["score", "--folder", str(folder)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = classset.score(checkpoint.load(paths.BUNDLED_MODEL).build(), cs)
     right = int((result.predictions == result.labels).sum())
@@ -389,7 +416,7 @@ def test_cli_score_export_import_and_list(tmp_path, capsys):
     predicted = result.predictions[[d.id for d in result.drawings].index(wrong.id)]
     assert mistake[0].split("\t")[:3] == [wrong.member, "true 7", f"predicted {predicted}"]
 
-    assert classset.main(["score", "--folder", str(folder), "--json"]) == 0
+    assert classset_cli.main(["score", "--folder", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 7 and report["right"] == right and report["accuracy"] == pytest.approx(right / 7)
     assert len(report["per_class"]) == 10 and report["per_class"][9] is None
@@ -397,43 +424,43 @@ def test_cli_score_export_import_and_list(tmp_path, capsys):
         next(m for m in report["mistakes"] if m["file"] == wrong.member).items()
 
     out = tmp_path / "class.zip"
-    assert classset.main(["export", str(out), "--folder", str(folder)]) == 0
+    assert classset_cli.main(["export", str(out), "--folder", str(folder)]) == 0
     assert out.read_bytes() == cs.export_zip()
-    assert classset.main(["import", str(out), "--folder", str(tmp_path / "copy")]) == 0
+    assert classset_cli.main(["import", str(out), "--folder", str(tmp_path / "copy")]) == 0
     assert "added 7, already there 0, skipped 0" in capsys.readouterr().out
-    assert classset.main(["import", str(out), "--folder", str(tmp_path / "copy")]) == 0  # duplicates only
+    assert classset_cli.main(["import", str(out), "--folder", str(tmp_path / "copy")]) == 0  # duplicates only
     junk = tmp_path / "junk.zip"
     junk.write_bytes(make_zip({"labels.csv": b"file,label\nx.png,1\n"}))
-    assert classset.main(["import", str(junk), "--folder", str(tmp_path / "copy")]) == 1
+    assert classset_cli.main(["import", str(junk), "--folder", str(tmp_path / "copy")]) == 1
     assert "skipped x.png: not in the zip" in capsys.readouterr().out
     junk.write_bytes(b"nope")
-    assert classset.main(["import", str(junk)]) == 2
+    assert classset_cli.main(["import", str(junk)]) == 2
     assert "not a zip file" in capsys.readouterr().err
 
-    assert classset.main(["list", "--folder", str(tmp_path / "copy")]) == 0
+    assert classset_cli.main(["list", "--folder", str(tmp_path / "copy")]) == 0
     listed = capsys.readouterr().out.strip().splitlines()
     assert listed == [f"{d}\t{n}" for d, n in enumerate([1, 1, 1, 1, 1, 1, 0, 1, 0, 0])] + ["total\t7"]
 
 
 def test_cli_refuses_an_empty_set_and_models_that_cannot_read_digits(tmp_path, capsys):
-    assert classset.main(["score"]) == 1
+    assert classset_cli.main(["score"]) == 1
     assert classset.EMPTY_MESSAGE in capsys.readouterr().err
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    assert classset.main(["score", "--checkpoint", str(junk)]) == 2
+    assert classset_cli.main(["score", "--checkpoint", str(junk)]) == 2
     assert "not a readable PyTorch file" in capsys.readouterr().err
     cfg = M.MLPConfig(hidden=(16,))
     fashion = checkpoint.save(checkpoint.from_model(M.build_model(cfg), cfg, dataset="fashion-mnist"),
                               tmp_path / "fashion.pt")
     ClassSet().add(canvas(1), 1)
-    assert classset.main(["score", "--checkpoint", str(fashion)]) == 2
+    assert classset_cli.main(["score", "--checkpoint", str(fashion)]) == 2
     assert "Fashion-MNIST" in capsys.readouterr().err
 
 
 def test_the_module_runs_from_the_command_line(tmp_path):
     ClassSet().add(canvas(3), 3)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "core.classset", "score", "--json"], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-m", "core", "classset", "score", "--json"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"accuracy": 1.0, "n": 1, "right": 1, "per_class": [None] * 3 + [1.0] + [None] * 6,
@@ -548,7 +575,7 @@ def test_the_import_cli_prints_names_from_the_zip_escaped(tmp_path, capsys):
     rows = buf.getvalue()
     path = tmp_path / "hostile.zip"
     path.write_bytes(make_zip({"labels.csv": rows.encode(), hostile[0]: b"text", "ok.png": b"x"}))
-    assert classset.main(["import", str(path), "--folder", str(tmp_path / "set")]) == 1
+    assert classset_cli.main(["import", str(path), "--folder", str(tmp_path / "set")]) == 1
     out = capsys.readouterr().out
     assert not any(c in out for c in "\x1b\x07\r\u009b")
     assert "skipped \\x1b]0;owned\\x07.png: " in out and "skipped \\x1b[2J\\x1b[H.png: not in the zip" in out
@@ -556,7 +583,7 @@ def test_the_import_cli_prints_names_from_the_zip_escaped(tmp_path, capsys):
 
     big = "\x1b[31mbig.png"
     path.write_bytes(claim_size(make_zip({"labels.csv": b"file,label\n", big: b"x"}), big, 50_000_000))
-    assert classset.main(["import", str(path), "--folder", str(tmp_path / "set")]) == 2
+    assert classset_cli.main(["import", str(path), "--folder", str(tmp_path / "set")]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b[31mbig.png would unpack to 48 MB" in err
 

@@ -20,7 +20,7 @@ def run(*args, **kw):
 
 
 def test_train_cli_prints_json_metrics_last_and_saves_a_checkpoint(tmp_path, mirror_root):
-    out = run("core.train", "--model", "seed-mlp", "--subset", "3000", "--epochs", "2", "--batch-size", "100",
+    out = run("core", "train", "--model", "seed-mlp", "--subset", "3000", "--epochs", "2", "--batch-size", "100",
               "--optimizer", "sgd", "--lr", "0.1", "--schedule", "cosine", "--save", str(tmp_path / "m.pt"), "--json")
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
@@ -39,13 +39,13 @@ def test_train_cli_prints_json_metrics_last_and_saves_a_checkpoint(tmp_path, mir
     (["--model", "seed-mlp", "--channels", "8,16"], "does not apply to a MLP"),
 ])
 def test_train_cli_rejects_bad_settings_with_a_message(args, message, mirror_root):
-    out = run("core.train", *args)
+    out = run("core", "train", *args)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 
 
 def test_train_cli_without_data_says_what_to_do(tmp_path):
     env_mirror = str(tmp_path / "missing")
-    out = subprocess.run([sys.executable, "-m", "core.train", "--epochs", "1"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "core", "train", "--epochs", "1"], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "DIGITLAB_MIRROR": env_mirror,
                                          "DIGITLAB_HOME": str(tmp_path / "home")}, timeout=120)
     assert out.returncode == 2 and "DIGITLAB_MIRROR" in out.stderr and "Traceback" not in out.stderr
@@ -64,7 +64,7 @@ def test_predict_cli_reads_drawn_digits_in_any_colours(tmp_path):
         expected += [digit, digit]
     blank = tmp_path / "blank.png"
     Image.new("RGBA", (200, 200), (0, 0, 0, 0)).save(blank)
-    out = run("core.predict", *map(str, paths), str(blank))
+    out = run("core", "predict", *map(str, paths), str(blank))
     assert out.returncode == 0, out.stderr
     lines = [line.split("\t") for line in out.stdout.strip().splitlines()]
     assert len(lines) == len(paths) + 1
@@ -76,9 +76,9 @@ def test_predict_cli_reads_drawn_digits_in_any_colours(tmp_path):
 def test_predict_cli_reports_unreadable_files_and_bad_checkpoints(tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"this is not a png")
-    out = run("core.predict", str(junk))
+    out = run("core", "predict", str(junk))
     assert out.returncode == 1 and out.stdout.startswith(f"{junk}\t-\terror: ")
-    out = run("core.predict", "--checkpoint", str(junk), str(junk))
+    out = run("core", "predict", "--checkpoint", str(junk), str(junk))
     assert out.returncode == 2 and "not a readable PyTorch file" in out.stderr
 
 
@@ -103,3 +103,26 @@ def test_the_benchmark_runs_and_prints_its_figures_as_json(mirror_root):
     room = figures["classroom"]
     assert room["onnx_kb"] > 0 and room["classset_imported"] == room["classset_drawings"] == 30
     assert "Training throughput, batch 64" in out.stdout
+
+
+def test_python_m_core_lists_every_command_and_refuses_an_unknown_one():
+    from core.cli import COMMANDS
+
+    for listing in (run("core"), run("core", "--help")):
+        assert listing.returncode == 0, listing.stderr
+        lines = listing.stdout.splitlines()
+        for name in ("train", "predict", "classset", "lessons", "pendigits", "outlier", "finetune", "canvasmodel"):
+            assert name in COMMANDS and sum(line.split()[:1] == [name] for line in lines) == 1, name
+    out = run("core", "trian", "--epochs", "1")
+    assert out.returncode == 2 and "no command 'trian'" in out.stderr and "Traceback" not in out.stderr
+    assert "train" in out.stderr and not out.stdout
+
+
+@pytest.mark.parametrize("name", ["train", "predict", "classset", "lessons", "pendigits", "outlier", "finetune",
+                                  "canvasmodel"])
+def test_each_command_has_its_module_and_help(name):
+    import importlib
+
+    assert callable(importlib.import_module(f"core.cli.{name}").main)
+    out = run("core", name, "--help")
+    assert out.returncode == 0 and out.stdout.startswith(f"usage: python -m core {name}")

@@ -102,7 +102,7 @@ def test_mislabelled_drawings_are_named_for_checking(tmp_path, bundled):
 def test_the_command_line_refuses_a_tiny_set_with_the_reason(tmp_path):
     store = make_set(tmp_path / "set", P.load(writers=P.REPORT_WRITERS[:1])[:5], np.random.default_rng(4))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "core.finetune", "--folder", str(store.root)], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-m", "core", "finetune", "--folder", str(store.root)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "at least 20 drawings" in out.stderr and "Traceback" not in out.stderr
 

@@ -150,7 +150,7 @@ def test_a_run_folders_model_linked_to_dev_zero_is_refused(tmp_path):
 def test_the_command_line_reports_a_fifo_and_exits(tmp_path):
     fifo = tmp_path / "m.pt"
     os.mkfifo(fifo)
-    proc = subprocess.run([sys.executable, "-m", "core.predict", "--checkpoint", str(fifo), "x.png"],
+    proc = subprocess.run([sys.executable, "-m", "core", "predict", "--checkpoint", str(fifo), "x.png"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 2 and "not a regular file" in proc.stderr and "Traceback" not in proc.stderr

@@ -142,7 +142,7 @@ def test_a_damaged_dds_file_is_an_image_error():
 
 
 def test_a_damaged_dds_file_does_not_stop_predict_before_the_files_after_it(tmp_path, capsys):
-    from core import predict
+    from core.cli import predict
 
     bad, good = tmp_path / "bad.dds", tmp_path / "good.png"
     bad.write_bytes(hostile.damaged_dds())

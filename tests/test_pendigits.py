@@ -15,7 +15,7 @@ def bundled():
 
 @pytest.fixture(scope="module")
 def full_report(bundled):
-    return P.evaluate(bundled.build())  # the report writers' whole grid, as `python -m core.pendigits` scores it
+    return P.evaluate(bundled.build())  # the report writers' whole grid, as `python -m core pendigits` scores it
 
 
 def test_the_file_holds_forty_writers_split_once_into_disjoint_groups():
@@ -96,7 +96,9 @@ def test_mistake_sheet_is_a_png(full_report, tmp_path):
 
 
 def test_the_command_prints_every_condition_and_digit(capsys):
-    assert P.main(["--writers", "UPV-W19"]) == 0
+    from core.cli import pendigits as command
+
+    assert command.main(["--writers", "UPV-W19"]) == 0
     out = capsys.readouterr().out
     assert "by brush width: 8 px" in out and "by size:" in out and "9:" in out and "worst condition" in out
 

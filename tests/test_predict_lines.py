@@ -1,4 +1,4 @@
-"""``python -m core.predict``: a not-a-digit line, terminal-safe names, and one bad file never stops the rest."""
+"""``python -m core predict``: a not-a-digit line, terminal-safe names, and one bad file never stops the rest."""
 
 import os
 import re
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "core.predict", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "core", "predict", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -122,7 +122,7 @@ def test_stop_reaches_a_run_on_the_cluster(ray_cluster):
 
 
 def test_the_command_line_trains_on_the_cluster_and_says_so(ray_cluster, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "core.train", "--model", "seed-mlp", "--subset", "3200", "--epochs", "1",
+    out = subprocess.run([sys.executable, "-m", "core", "train", "--model", "seed-mlp", "--subset", "3200", "--epochs", "1",
                           "--optimizer", "sgd", "--lr", "0.05", "--device", "cpu", "--no-pen-eval",
                           "--save", str(tmp_path / "m.pt"), "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -138,7 +138,7 @@ def test_the_command_line_trains_on_the_cluster_and_says_so(ray_cluster, tmp_pat
 
 def test_an_address_that_does_not_answer_is_named_and_runs_train_here_instead(monkeypatch, mirror_root):
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
-    out = subprocess.run([sys.executable, "-m", "core.train", "--model", "seed-mlp", "--epochs", "1", "--json"],
+    out = subprocess.run([sys.executable, "-m", "core", "train", "--model", "seed-mlp", "--epochs", "1", "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "DIGITLAB_RAY_ADDRESS": dead})
     assert out.returncode == 2 and "Traceback" not in out.stderr
@@ -154,7 +154,7 @@ def test_an_address_that_does_not_answer_is_named_and_runs_train_here_instead(mo
 
 
 def test_without_the_setting_ray_is_never_imported(mirror_root):
-    code = ("import sys; from core.live import LiveRuns; from core import train; live = LiveRuns(); "
+    code = ("import sys; from core.live import LiveRuns; from core.cli import train; live = LiveRuns(); "
             "print(live.executor.name, 'ray' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "DIGITLAB_RAY_ADDRESS"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,

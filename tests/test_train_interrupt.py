@@ -1,4 +1,4 @@
-"""Ctrl-C in ``python -m core.train`` stops the run the ordinary way: its end is printed and --save still saves."""
+"""Ctrl-C in ``python -m core train`` stops the run the ordinary way: its end is printed and --save still saves."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ctrl_c_stops_the_run_prints_its_end_and_saves_it(tmp_path, mirror_root):
     target = tmp_path / "stopped.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "core.train", "--model", "seed-mlp", "--subset", "6400",
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "seed-mlp", "--subset", "6400",
                              "--epochs", "200", "--no-pen-eval", "--save", str(target), "--json"],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

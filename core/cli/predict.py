@@ -1,4 +1,4 @@
-"""Classify image files of digits: ``python -m core.predict [--checkpoint PATH] IMAGE...``.
+"""Classify image files of digits: ``python -m core predict [--checkpoint PATH] IMAGE...``.
 
 Each image goes through the same pipeline as the canvas. One line per file on stdout:
 ``path<TAB>digit<TAB>confidence``; ``path<TAB>?<TAB>not a digit (looks most like 4, 31 %)`` for a
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core import checkpoint, paths
+from core import paths
+from core.cli import load_checkpoint
 from core.data import dataset_info
 from core.files import shown
 from core.images import ImageError, load_image
@@ -21,15 +22,13 @@ from core.inference import classify
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m core predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=str(paths.BUNDLED_MODEL), help="default: the bundled model")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     args = p.parse_args(argv)
-    try:
-        ckpt = checkpoint.load(args.checkpoint)
-    except checkpoint.CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+    ckpt = load_checkpoint(args.checkpoint)
+    if ckpt is None:
         return 2
     model = ckpt.build()
     info = dataset_info(ckpt.dataset)
@@ -56,7 +55,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}\t-\tnothing drawn", flush=True)
             print(f"{name}: {result.message}", file=sys.stderr)
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Train from the command line: ``python -m core.train --model seed-cnn --epochs 3 --save my.pt``.
+"""Train from the command line: ``python -m core train --model seed-cnn --epochs 3 --save my.pt``.
 
 The same ``Trainer`` as the dashboard, headless, with a progress bar on stderr. ``--json``
 makes the last line of stdout a JSON object of the final metrics. With ``DIGITLAB_RAY_ADDRESS`` set
@@ -17,8 +17,9 @@ import time
 from dataclasses import replace
 
 from core import checkpoint, models, presets
+from core.cli import fail
 from core.data import DATASETS, DataUnavailableError, load_dataset
-from core.executors import RAY_ADDRESS_ENV
+from core.executors import RAY_ADDRESS_ENV, ExecutorUnavailable
 from core.trainer import (DEVICES, OPTIMIZERS, SCHEDULES, BatchEvent, EndEvent, EpochEvent, StartEvent,
                           TrainConfig, Trainer)
 
@@ -31,7 +32,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m core train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(presets.TRAIN_PRESETS),
                    help="start from a tuned preset; other flags override it")
@@ -197,42 +198,23 @@ def train_on_ray(cfg: TrainConfig, name: str, executor, show: Printer):
     return model, interrupt.asked
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
-    executor = "ray" if address else "local"
-    try:
-        cfg = config_from_args(args)
-        if address:
-            from core.executors import ExecutorUnavailable
-            from core.rayrun import RayExecutor
+def _local_training(cfg: TrainConfig):
+    """A function that trains ``cfg`` in this process: show -> (model, whether Ctrl-C stopped it)."""
+    trainer = Trainer(cfg, load_dataset(cfg.dataset))
+    return lambda show: train_here(trainer, show)
 
-            cfg.validate(cfg.train_subset or 60_000)  # the rest is checked where it trains
-            try:
-                ray_executor = RayExecutor(address)
-            except ExecutorUnavailable as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-        else:
-            trainer = Trainer(cfg, load_dataset(cfg.dataset))
-    except (ValueError, DataUnavailableError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    log = sys.stderr
-    show = Printer(args.quiet)
-    try:
-        if address:
-            model, interrupted = train_on_ray(cfg, args.name, ray_executor, show)
-        else:
-            model, interrupted = train_here(trainer, show)
-    except KeyboardInterrupt:
-        print("interrupted", file=log)
-        return 130
-    end = show.end
-    if end is None:
-        print("failed: the run ended without a result", file=log)
-        return 1
-    metrics = {
+
+def _ray_training(cfg: TrainConfig, name: str, address: str):
+    """The same on the Ray cluster at ``address``; ExecutorUnavailable when it cannot be reached."""
+    from core.rayrun import RayExecutor
+
+    cfg.validate(cfg.train_subset or 60_000)  # the rest is checked where it trains
+    executor = RayExecutor(address)
+    return lambda show: train_on_ray(cfg, name, executor, show)
+
+
+def _metrics(end: EndEvent, executor: str) -> dict:
+    return {
         "reason": end.reason,
         "test_acc": end.test_acc,
         "train_seconds": round(end.train_seconds, 3),
@@ -241,29 +223,55 @@ def main(argv: list[str] | None = None) -> int:
         "samples_per_second": round(end.samples_per_s, 1),
         "executor": executor,
     }
-    if args.pen_eval and cfg.dataset == "mnist" and end.reason != "failed" and model is not None and end.steps > 0:
-        from core import pendigits
 
-        try:
-            metrics.update(pendigits.pen_accuracy(model))
-            print(f"accuracy on the {pendigits.SET_NAME}: {metrics['pen_acc']:.2%} "
-                  f"(worst: {metrics['pen_worst']} {metrics['pen_worst_acc']:.2%})", file=log)
-        except pendigits.PenDigitsUnavailable as err:
-            print(f"no pen-written score: {err}", file=log)
+
+def _add_pen_score(metrics: dict, model) -> None:
+    """The pen-written digits' accuracy into ``metrics``, printed; a note instead when they are not there."""
+    from core import pendigits
+
+    log = sys.stderr
+    try:
+        metrics.update(pendigits.pen_accuracy(model))
+        print(f"accuracy on the {pendigits.SET_NAME}: {metrics['pen_acc']:.2%} "
+              f"(worst: {metrics['pen_worst']} {metrics['pen_worst_acc']:.2%})", file=log)
+    except pendigits.PenDigitsUnavailable as err:
+        print(f"no pen-written score: {err}", file=log)
+
+
+def _save(args: argparse.Namespace, cfg: TrainConfig, model, end: EndEvent, metrics: dict) -> None:
+    if model is None or end.reason == "failed":
+        print(f"nothing saved: the run {end.reason} without a model", file=sys.stderr)
+        return
+    ckpt = checkpoint.from_model(model, cfg.model, dataset=cfg.dataset, train_config=cfg.to_dict(),
+                                 metrics=metrics, name=args.name)
+    print(f"saved {checkpoint.save(ckpt, args.save)}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
+    try:
+        cfg = config_from_args(args)
+        train = _ray_training(cfg, args.name, address) if address else _local_training(cfg)
+    except (ValueError, DataUnavailableError, ExecutorUnavailable) as err:
+        return fail(err)
+    show = Printer(args.quiet)
+    try:
+        model, interrupted = train(show)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    end = show.end
+    if end is None:
+        print("failed: the run ended without a result", file=sys.stderr)
+        return 1
+    metrics = _metrics(end, "ray" if address else "local")
+    if args.pen_eval and cfg.dataset == "mnist" and end.reason != "failed" and model is not None and end.steps > 0:
+        _add_pen_score(metrics, model)
     if args.save:
-        if model is None or end.reason == "failed":
-            print(f"nothing saved: the run {end.reason} without a model", file=log)
-        else:
-            ckpt = checkpoint.from_model(model, cfg.model, dataset=cfg.dataset, train_config=cfg.to_dict(),
-                                         metrics=metrics, name=args.name)
-            path = checkpoint.save(ckpt, args.save)
-            print(f"saved {path}", file=log)
+        _save(args, cfg, model, end, metrics)
     if args.json:
         print(json.dumps(metrics), flush=True)
     if interrupted:
         return 130
     return 0 if end.reason != "failed" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
