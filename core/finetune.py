@@ -173,6 +173,9 @@ def _suspects(model, sets: _Sets) -> list[str]:
 def _learn(model, sets: _Sets, steps: int, seed: int, progress: Callable[[Progress], None] | None) -> list[float]:
     """``steps`` batches of class-set drawings with MNIST replay, augmented; the loss of each."""
     xf, yf, train = sets.x[sets.fit], sets.y[sets.fit], sets.mnist.train
+    # The batches and their augmentation draw from this fine-tuning's own generator. Dropout, in a model
+    # that has it, takes no generator and draws from the process-wide one: it is seeded here, which repeats
+    # the masks as long as nothing else in the process draws meanwhile (models built to show draw nothing).
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
