@@ -643,11 +643,6 @@ def score(model: torch.nn.Module, classset: ClassSet, info: DatasetInfo = DATASE
     return Score(drawings, labels, predictions, confidences, probabilities, accuracy)
 
 
-def fingerprint(drawings: list[Drawing]) -> tuple[tuple[str, int], ...]:
-    """What a list of drawings holds, for a cache: a score or a zip made from it stays right while this is the same."""
-    return tuple((d.id, d.label) for d in drawings)
-
-
 def mnist_only(ckpt: checkpoint.Checkpoint, name: str | None = None) -> str | None:
     """Why ``ckpt`` cannot be scored on the class set, or None when it can: the set holds handwritten digits,
     so only a model trained on MNIST reads it. The one wording wherever a model is picked for the set (the

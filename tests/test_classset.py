@@ -379,7 +379,6 @@ def test_score_model_scores_a_loaded_model_or_says_why_it_cannot(tmp_path):
     scored = classset.score_model(lambda: bundled, cs)
     assert scored.problem is None and scored.test_acc == bundled.metrics["test_acc"]
     assert list(scored.score.predictions) == list(classset.score(bundled.build(), cs).predictions)
-    assert classset.fingerprint(cs.list()) == tuple((d.id, d.label) for d in scored.score.drawings)
 
     cfg = M.MLPConfig(hidden=(16,))
     fashion = checkpoint.from_model(M.build_model(cfg), cfg, dataset="fashion-mnist", name="clo*thes",
