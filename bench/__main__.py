@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -381,14 +382,104 @@ def bench_hostile(quick: bool) -> dict:
 
 # ----------------------------------------------------------------------------- report
 
-def main(argv: list[str] | None = None) -> int:
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def show_throughput(r: dict) -> None:
+    say("\nTraining throughput, batch 64 (samples/s; goal: CNN >= 2.5x, MLP >= 6x)")
+    say(f"{'model':8}{'seed loop':>12}{'trainer':>12}{'ratio':>9}")
+    for k, v in r.items():
+        say(f"{k:8}{v['seed_samples_per_s']:>12,}{v['trainer_samples_per_s']:>12,}{v['ratio']:>8.2f}x")
+
+
+def show_target(r: dict) -> None:
+    say("\nTime to target test accuracy (goal: CNN 99.0% <= 8 s, MLP 97.5% <= 4 s)")
+    for k, v in r.items():
+        status = "reached" if v["reached"] else "NOT reached"
+        say(f"{k:10} {status:12} {v['test_acc']:.2%} after {v['epochs']} epochs, {v['train_seconds']:.1f} s")
+
+
+def show_latency(r: dict) -> None:
+    say(f"\nCanvas -> probabilities, bundled CNN, {r['drawings']} drawings on a {r['canvas']} canvas "
+        f"(goal p95 <= 15 ms)\np50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, accuracy {r['accuracy']:.1%}")
+
+
+def show_dashboard(r: dict) -> None:
+    say(f"\nDashboard streaming vs headless (goal >= 95%)\nheadless {r['headless_samples_per_s']:,} samples/s, "
+        f"dashboard {r['dashboard_samples_per_s']:,} samples/s: {r['ratio']:.1%}  ({r['note']})")
+    say("one 28x28 prediction in the server while a run trains: " + ", ".join(
+        f"{k.replace('_', ' ')} p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms"
+        for k, v in r["predict_while_training"].items()))
+    say("a worker's cost per batch event sent to the server: " + "; ".join(
+        f"{k} {v} us" for k, v in r["streaming_us_per_event"].items()))
+
+
+def show_classroom(r: dict) -> None:
+    say("\nClassroom: model downloads (bundled CNN; first call, then the median of later calls)")
+    for k in ("checkpoint", "torchscript", "onnx"):
+        checked = "" if k == "checkpoint" else ", loaded back and checked against the model"
+        say(f"{k:12} {r[k + '_first_s']:.3f} s first, {r[k + '_s']:.3f} s after, {r[k + '_kb']} kB{checked}")
+    say(f"class set of {r['classset_drawings']} drawings: scored in {r['classset_score_s']:.2f} s "
+        f"({r['classset_accuracy']:.1%}), exported in {r['classset_export_s']:.2f} s, imported in "
+        f"{r['classset_import_s']:.2f} s ({r['classset_imported']} added)")
+
+
+def show_gpu(r: dict) -> None:
+    if r["available"]:
+        say(f"\nGPU time to 99% (goal <= 0.5 s on one H100): {r['card']}: {r['train_seconds']:.2f} s, "
+            f"{r['test_acc']:.2%} after {r['epochs']} epochs")
+    else:
+        say("\nGPU: no CUDA device here; the GPU path is tested on the CPU (data and model on one device)")
+
+
+def show_pen(r: dict) -> None:
+    say(f"\nPen-written digits, bundled model (goal >= 99 %, every brush and size >= 98 %): {r['set']}, "
+        f"{r['drawings']:,} drawings\naccuracy {r['accuracy']:.2%}; worst: {r['worst_condition']} "
+        f"{r['worst_condition_acc']:.2%}")
+    say(f"not a digit (goal: >= 90 % of non-digits, <= 1 % of digits): {r['non_digits_flagged']:.1%} of "
+        f"{r['non_digits']} non-digits flagged, {r['digits_flagged']:.2%} of the pen-written digits")
+    say(f"fine-tuning on {r['finetune_drawings']} pen-written drawings ({'kept' if r['finetune_kept'] else 'not kept'})"
+        f": {r['finetune_seconds']:.1f} s; held-out "
+        f"({r['finetune_held_out']}) {r['holdout_before']:.1%} -> {r['holdout_after']:.1%}, MNIST "
+        f"{r['mnist_before']:.2%} -> {r['mnist_after']:.2%}")
+
+
+def show_hostile(r: dict) -> None:
+    say("\nHostile images: fastest of 3, ms (goal: any accepted image answers in <= 100 ms)")
+    for name, v in r["images"].items():
+        say(f"{name:36} preprocess {v['preprocess_ms']:7.1f}   full answer {v['classify_ms']:7.1f}")
+    say(f"Hostile checkpoints ({len(r['checkpoints'])} files, each loaded in a fresh memory-capped process): "
+        f"worst peak {r['checkpoint_worst_peak_mb']:.1f} MB above the baseline ({r['checkpoint_worst_name']}), "
+        f"slowest {r['checkpoint_worst_seconds']:.2f} s; loaded: {', '.join(r['hostile_loaded']) or 'none'}")
+
+
+def sections(quick: bool, dataset) -> list[tuple[str, Callable[[], dict], Callable[[dict], None]]]:
+    """Each section in the order it runs: its name, what measures it, what prints its figures."""
+    return [
+        ("throughput", lambda: bench_throughput(quick, dataset), show_throughput),
+        ("target", lambda: bench_target(quick, dataset), show_target),
+        ("latency", lambda: bench_latency(quick), show_latency),
+        ("dashboard", lambda: bench_dashboard(quick, dataset), show_dashboard),
+        ("classroom", lambda: bench_classroom(quick), show_classroom),
+        ("gpu", lambda: bench_gpu(quick, dataset), show_gpu),
+        ("pen", lambda: bench_pen(quick), show_pen),
+        ("hostile", lambda: bench_hostile(quick), show_hostile),
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="last line: all figures as one JSON object")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the benchmark runs, not speed")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     p.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)  # headless | dashboard | predict THREADS
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.probe:  # one dashboard-section measurement, run by bench_dashboard in a fresh process
         if args.probe[0] == "predict":
             print(json.dumps(predict_probe(int(args.probe[1]), args.quick)))
@@ -399,71 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset("mnist")
     results: dict = {"machine": {"torch": torch.__version__, "threads": torch.get_num_threads(),
                                  "cuda": torch.cuda.is_available()}}
-    say = lambda text: print(text, flush=True)  # noqa: E731
-    if "throughput" in args.only:
-        r = results["throughput"] = bench_throughput(args.quick, dataset)
-        say("\nTraining throughput, batch 64 (samples/s; goal: CNN >= 2.5x, MLP >= 6x)")
-        say(f"{'model':8}{'seed loop':>12}{'trainer':>12}{'ratio':>9}")
-        for k, v in r.items():
-            say(f"{k:8}{v['seed_samples_per_s']:>12,}{v['trainer_samples_per_s']:>12,}{v['ratio']:>8.2f}x")
-    if "target" in args.only:
-        r = results["target"] = bench_target(args.quick, dataset)
-        say("\nTime to target test accuracy (goal: CNN 99.0% <= 8 s, MLP 97.5% <= 4 s)")
-        for k, v in r.items():
-            status = "reached" if v["reached"] else "NOT reached"
-            say(f"{k:10} {status:12} {v['test_acc']:.2%} after {v['epochs']} epochs, {v['train_seconds']:.1f} s")
-    if "latency" in args.only:
-        r = results["latency"] = bench_latency(args.quick)
-        say(f"\nCanvas -> probabilities, bundled CNN, {r['drawings']} drawings on a {r['canvas']} canvas "
-            f"(goal p95 <= 15 ms)\np50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, accuracy {r['accuracy']:.1%}")
-    if "dashboard" in args.only:
-        r = results["dashboard"] = bench_dashboard(args.quick, dataset)
-        say(f"\nDashboard streaming vs headless (goal >= 95%)\nheadless {r['headless_samples_per_s']:,} samples/s, "
-            f"dashboard {r['dashboard_samples_per_s']:,} samples/s: {r['ratio']:.1%}  ({r['note']})")
-        say("one 28x28 prediction in the server while a run trains: " + ", ".join(
-            f"{k.replace('_', ' ')} p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms"
-            for k, v in r["predict_while_training"].items()))
-        say("a worker's cost per batch event sent to the server: " + "; ".join(
-            f"{k} {v} us" for k, v in r["streaming_us_per_event"].items()))
-    if "classroom" in args.only:
-        r = results["classroom"] = bench_classroom(args.quick)
-        say("\nClassroom: model downloads (bundled CNN; first call, then the median of later calls)")
-        for k in ("checkpoint", "torchscript", "onnx"):
-            checked = "" if k == "checkpoint" else ", loaded back and checked against the model"
-            say(f"{k:12} {r[k + '_first_s']:.3f} s first, {r[k + '_s']:.3f} s after, {r[k + '_kb']} kB{checked}")
-        say(f"class set of {r['classset_drawings']} drawings: scored in {r['classset_score_s']:.2f} s "
-            f"({r['classset_accuracy']:.1%}), exported in {r['classset_export_s']:.2f} s, imported in "
-            f"{r['classset_import_s']:.2f} s ({r['classset_imported']} added)")
-    if "gpu" in args.only:
-        r = results["gpu"] = bench_gpu(args.quick, dataset)
-        if r["available"]:
-            say(f"\nGPU time to 99% (goal <= 0.5 s on one H100): {r['card']}: {r['train_seconds']:.2f} s, "
-                f"{r['test_acc']:.2%} after {r['epochs']} epochs")
-        else:
-            say("\nGPU: no CUDA device here; the GPU path is tested on the CPU (data and model on one device)")
-    if "pen" in args.only:
-        r = results["pen"] = bench_pen(args.quick)
-        say(f"\nPen-written digits, bundled model (goal >= 99 %, every brush and size >= 98 %): {r['set']}, "
-            f"{r['drawings']:,} drawings\naccuracy {r['accuracy']:.2%}; worst: {r['worst_condition']} "
-            f"{r['worst_condition_acc']:.2%}")
-        say(f"not a digit (goal: >= 90 % of non-digits, <= 1 % of digits): {r['non_digits_flagged']:.1%} of "
-            f"{r['non_digits']} non-digits flagged, {r['digits_flagged']:.2%} of the pen-written digits")
-        say(f"fine-tuning on {r['finetune_drawings']} pen-written drawings ({'kept' if r['finetune_kept'] else 'not kept'})"
-            f": {r['finetune_seconds']:.1f} s; held-out "
-            f"({r['finetune_held_out']}) {r['holdout_before']:.1%} -> {r['holdout_after']:.1%}, MNIST "
-            f"{r['mnist_before']:.2%} -> {r['mnist_after']:.2%}")
-    if "hostile" in args.only:
-        r = results["hostile"] = bench_hostile(args.quick)
-        say("\nHostile images: fastest of 3, ms (goal: any accepted image answers in <= 100 ms)")
-        for name, v in r["images"].items():
-            say(f"{name:36} preprocess {v['preprocess_ms']:7.1f}   full answer {v['classify_ms']:7.1f}")
-        say(f"Hostile checkpoints ({len(r['checkpoints'])} files, each loaded in a fresh memory-capped process): "
-            f"worst peak {r['checkpoint_worst_peak_mb']:.1f} MB above the baseline ({r['checkpoint_worst_name']}), "
-            f"slowest {r['checkpoint_worst_seconds']:.2f} s; loaded: {', '.join(r['hostile_loaded']) or 'none'}")
+    for name, measure, show in sections(args.quick, dataset):
+        if name in args.only:
+            results[name] = measure()
+            show(results[name])
     if args.json:
         print(json.dumps(results))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
