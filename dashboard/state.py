@@ -1,7 +1,7 @@
 """Everything one browser session keeps, and the names of its session-state keys.
 
 Streamlit calls happen only in the script thread. The training thread lives inside a
-``TrainingRun`` (``core.jobs``) and is read through its lock-protected ``view()``.
+``TrainingRun`` (``core.jobs``) and is read through its lock-protected ``view()`` and ``status()``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,6 @@ class AppSession:
     # the Train page
     preview_batch: int = 0  # which batch of training images the preview shows
     loss_trace: LossTrace = field(default_factory=LossTrace)
-    _built: dict = field(default_factory=dict)
 
     def adopt_finished_run(self) -> bool:
         """The first time a run is seen to have ended: its model (if any) becomes the current one.
