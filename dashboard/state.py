@@ -127,7 +127,7 @@ class AppSession:
     # the Class set page
     classset_table_version: int = 0  # bumped to give the drawings table fresh widget keys
     classset_imported_upload: str | None = None  # file id of the last zip imported (once per upload)
-    finetune_outcome: tuple | None = None  # ("done", checkpoint, name) or ("error", message)
+    finetune_outcome: tuple | None = None  # ("done", FinetuneResult, run name) or ("error", message)
     # the Runs page
     runs_compared: list | None = None  # ids of the runs picked for Compare (kept when a run is renamed)
     runs_name_of: str | None = None  # the run whose name the rename box shows
