@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from core.data import DATASETS, BatchSampler, DatasetInfo, Split
 from core.inference import to_tensor
+from core.models import Ensemble
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -56,12 +57,21 @@ def smoothgrad(model: nn.Module, image: np.ndarray, target: int, info: DatasetIn
 
 # ----------------------------------------------------------------------------- inside the CNN
 
+def looked_into(model: nn.Module) -> tuple[nn.Module, str]:
+    """The network whose layers are shown, and a note when it is one of several: an ensemble's
+    members all have the same layers, so its first member stands for them."""
+    if isinstance(model, Ensemble):
+        return model.members[0], f"the first of its {len(model.members)} networks (each has these layers)"
+    return model, ""
+
+
 def feature_maps(model: nn.Module, image: np.ndarray, info: DatasetInfo = DATASETS["mnist"]) -> list[tuple[str, np.ndarray]]:
     """The output of every conv and pool layer for one image, in the order they run.
 
     Conv outputs are before the ReLU; pool outputs come after ReLU and pooling. Each entry is
-    ``(name, array [channels, h, w])``.
+    ``(name, array [channels, h, w])``. For an ensemble, its first member's.
     """
+    model = looked_into(model)[0]
     taken: list[tuple[str, torch.Tensor]] = []
     counts = {"conv": 0, "pool": 0}
 
@@ -91,7 +101,7 @@ def feature_maps(model: nn.Module, image: np.ndarray, info: DatasetInfo = DATASE
 
 def conv_filters(model: nn.Module) -> np.ndarray:
     """The first conv layer's kernels: [out_channels, k, k] (one input channel)."""
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    conv = next((m for m in looked_into(model)[0].modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         raise ValueError("this model has no convolution layer")
     return conv.weight.detach().cpu()[:, 0].numpy()
@@ -100,7 +110,7 @@ def conv_filters(model: nn.Module) -> np.ndarray:
 # ----------------------------------------------------------------------------- inside the MLP
 
 def _first_linear(model: nn.Module) -> nn.Linear:
-    lin = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+    lin = next((m for m in looked_into(model)[0].modules() if isinstance(m, nn.Linear)), None)
     if lin is None or lin.in_features != 784:
         raise ValueError("this model does not start with a fully connected layer on the 784 pixels")
     return lin

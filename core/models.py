@@ -74,13 +74,35 @@ class CNNConfig:
     kind: str = "cnn"
 
 
-ModelConfig = Union[MLPConfig, CNNConfig]
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Several networks of one design, trained apart, answering together by averaging their probabilities.
+
+    Members trained from different seeds make different mistakes; averaged, the mistakes of one are
+    outvoted and the answer is less sure exactly where they disagree, which is what a drawing that
+    is not a digit looks like.
+    """
+
+    member: Union[MLPConfig, CNNConfig] = CNNConfig()
+    count: int = 3
+    kind: str = "ensemble"
+
+
+ModelConfig = Union[MLPConfig, CNNConfig, EnsembleConfig]
+MAX_MEMBERS = 8
 
 
 MAX_LAYERS = 8  # hidden layers of an MLP, fully connected layers of a CNN's head
 
 
 def _check(cfg: ModelConfig) -> None:
+    if isinstance(cfg, EnsembleConfig):
+        if not isinstance(cfg.member, (MLPConfig, CNNConfig)):
+            raise ValueError("an ensemble's member is an MLP or a CNN")
+        if isinstance(cfg.count, bool) or not isinstance(cfg.count, int) or not 2 <= cfg.count <= MAX_MEMBERS:
+            raise ValueError(f"an ensemble has 2 to {MAX_MEMBERS} members")
+        _check(cfg.member)
+        return
     widths = cfg.hidden if isinstance(cfg, MLPConfig) else tuple(cfg.channels) + tuple(cfg.fc)
     if isinstance(cfg, CNNConfig) and len(cfg.channels) != 2:
         raise ValueError("a CNN config has exactly two conv layers")
@@ -139,7 +161,26 @@ class CNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class Ensemble(nn.Module):
+    """``count`` members of one config; the output is the log of their mean probabilities.
+
+    Those are logits like any model's: their softmax is the members' average, and cross-entropy
+    on them trains the ensemble as one model (fine-tuning does).
+    """
+
+    def __init__(self, cfg: EnsembleConfig = EnsembleConfig()):
+        super().__init__()
+        _check(cfg)
+        self.members = nn.ModuleList(_construct(cfg.member) for _ in range(cfg.count))
+
+    def forward(self, x):
+        logp = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+
+
 def is_seed(cfg: ModelConfig) -> bool:
+    if isinstance(cfg, EnsembleConfig):
+        return False
     return cfg == (MLPConfig() if isinstance(cfg, MLPConfig) else CNNConfig())
 
 
@@ -163,6 +204,8 @@ def _construct(cfg: ModelConfig) -> nn.Module:
         return SeedMLP() if is_seed(cfg) else MLP(cfg)
     if isinstance(cfg, CNNConfig):
         return SeedCNN() if is_seed(cfg) else CNN(cfg)
+    if isinstance(cfg, EnsembleConfig):
+        return Ensemble(cfg)
     raise TypeError(f"not a model config: {cfg!r}")
 
 
@@ -206,6 +249,8 @@ def count_parameters(model_or_cfg: nn.Module | ModelConfig) -> int:
 
 def describe(cfg: ModelConfig) -> str:
     """A short human name: 'seed CNN', 'CNN 16-32 / 128, batch norm, dropout 0.25'."""
+    if isinstance(cfg, EnsembleConfig):
+        return f"{cfg.count} × {describe(cfg.member)}, probabilities averaged"
     if is_seed(cfg):
         return "seed MLP" if isinstance(cfg, MLPConfig) else "seed CNN"
     if isinstance(cfg, MLPConfig):
@@ -231,6 +276,8 @@ REGISTRY: dict[str, ModelConfig] = {
 
 
 def config_to_dict(cfg: ModelConfig) -> dict:
+    if isinstance(cfg, EnsembleConfig):
+        return {"member": config_to_dict(cfg.member), "count": cfg.count, "kind": cfg.kind}
     d = asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -240,6 +287,8 @@ def config_from_dict(d: dict) -> ModelConfig:
     if not isinstance(d, dict):
         raise ValueError("a model config must be a mapping")
     kind = d.get("kind")
+    if kind == "ensemble":
+        return _ensemble_from_dict(d)
     cls = {"mlp": MLPConfig, "cnn": CNNConfig}.get(kind)
     if cls is None:
         raise ValueError(f"unknown model kind {kind!r}")
@@ -263,8 +312,20 @@ def config_from_dict(d: dict) -> ModelConfig:
     return cfg
 
 
+def _ensemble_from_dict(d: dict) -> EnsembleConfig:
+    unknown = set(d) - {"member", "count", "kind"}
+    if unknown:
+        raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+    member = d.get("member")
+    if not isinstance(member, dict) or member.get("kind") not in ("mlp", "cnn"):
+        raise ValueError("an ensemble's member is an MLP or a CNN config")
+    cfg = EnsembleConfig(member=config_from_dict(member), count=d.get("count"))
+    _check(cfg)
+    return cfg
+
+
 def resolve(name_or_cfg: str | ModelConfig) -> ModelConfig:
-    if isinstance(name_or_cfg, (MLPConfig, CNNConfig)):
+    if isinstance(name_or_cfg, (MLPConfig, CNNConfig, EnsembleConfig)):
         return name_or_cfg
     try:
         return REGISTRY[name_or_cfg]

@@ -61,6 +61,10 @@ def network_view(choice, pre) -> None:
         maps = insight.feature_maps(model, pre.image, choice.info)
     except Exception:
         maps = []
+    shown_net = insight.looked_into(model)[1]
+    if shown_net:
+        st.caption(f"This model answers with several networks together (their probabilities averaged); below is "
+                   f"{shown_net}.")
     if maps:
         st.caption("Each small image is one channel: bright where that filter found its pattern in your drawing. "
                    f"**ReLU**: {words.term('ReLU')} **Max pooling**: {words.term('max pooling')}")

@@ -231,7 +231,8 @@ def test_look_inside_a_drawing(page, server):
     page.screenshot(path=SHOTS / "11-draw-saliency.png", full_page=True)
     page.locator("button", has_text="Inside the network").click()
     expect(page.get_by_text("Learned conv1 filters (5×5)")).to_be_visible()
-    channels = checkpoint.load(paths.BUNDLED_MODEL).model_config.channels[-1]  # the bundled CNN's second conv
+    cfg = checkpoint.load(paths.BUNDLED_MODEL).model_config
+    channels = getattr(cfg, "member", cfg).channels[-1]  # the second conv of the bundled model's (first) network
     expect(page.get_by_text(re.compile(rf"pool2: {channels} maps of 4×4"))).to_be_visible()
     page.get_by_text(re.compile(rf"conv2: {channels} maps")).scroll_into_view_if_needed()
     images_loaded(page)

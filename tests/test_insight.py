@@ -56,7 +56,8 @@ def test_feature_maps_match_an_independent_forward_pass(bundled):
     maps = dict(insight.feature_maps(bundled, image))
     assert list(maps) == ["conv1", "pool1", "conv2", "pool2"]
     x = to_tensor(image)
-    conv1, bn1, _, _, conv2, bn2, _, _ = bundled.features  # the bundled CNN: conv, batch norm, ReLU, pool, twice
+    net = insight.looked_into(bundled)[0]  # the bundled model's first network: its maps are the ones shown
+    conv1, bn1, _, _, conv2, bn2, _, _ = net.features  # conv, batch norm, ReLU, pool, twice
 
     def norm(t, bn):  # batch norm as it runs in eval mode, from its running statistics
         return F.batch_norm(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)

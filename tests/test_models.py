@@ -79,3 +79,41 @@ def test_models_to_show_and_parameter_counts_draw_no_random_numbers():
     with torch.no_grad():
         next(shown.parameters()).add_(1.0)  # a copy: changing it leaves the weights it came from alone
     assert not torch.equal(next(shown.parameters()), next(trained.parameters()))
+
+
+ENSEMBLE = M.EnsembleConfig(member=M.CNNConfig(channels=(8, 16), fc=(32,), batch_norm=True), count=3)
+
+
+def test_an_ensemble_answers_with_its_members_mean_probabilities():
+    model = M.build_model(ENSEMBLE, generator=torch.Generator().manual_seed(0)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    mean = torch.stack([torch.softmax(m(x), 1) for m in model.members]).mean(0)
+    assert torch.allclose(torch.softmax(model(x), 1), mean, atol=1e-6)
+    assert torch.allclose(model(x).exp(), mean, atol=1e-6)  # its logits are the log of that mean
+    assert M.count_parameters(ENSEMBLE) == 3 * M.count_parameters(ENSEMBLE.member)
+    assert M.describe(ENSEMBLE) == "3 × CNN 8-16 / 32, batch norm, probabilities averaged"
+
+
+def test_an_ensemble_config_travels_as_plain_data_and_bad_ones_are_refused():
+    d = M.config_to_dict(ENSEMBLE)
+    assert d == {"member": {"channels": [8, 16], "fc": [32], "dropout": 0.0, "batch_norm": True, "kind": "cnn"},
+                 "count": 3, "kind": "ensemble"}
+    assert M.config_from_dict(d) == ENSEMBLE
+    for bad in ({**d, "count": 1}, {**d, "count": 9}, {**d, "count": True}, {**d, "count": "3"},
+                {**d, "member": {**d["member"], "kind": "ensemble"}}, {**d, "member": None}, {**d, "extra": 1}):
+        with pytest.raises(ValueError):
+            M.config_from_dict(bad)
+
+
+def test_an_ensemble_is_looked_into_through_its_first_member():
+    import numpy as np
+
+    from core import insight
+
+    model = M.build_model(ENSEMBLE).eval()
+    net, note = insight.looked_into(model)
+    assert net is model.members[0] and "3 networks" in note
+    maps = insight.feature_maps(model, np.zeros((28, 28), np.float32))
+    assert [name for name, _ in maps] == ["conv1", "pool1", "conv2", "pool2"]
+    assert insight.conv_filters(model).shape == (8, 5, 5)
+    assert insight.looked_into(M.build_model(M.CNNConfig()))[1] == ""
