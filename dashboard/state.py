@@ -101,6 +101,7 @@ class ModelChoice:
     detail: str  # test accuracy, when it was trained, or the live step
     dataset: str
     live: bool = False  # weights of a run still training
+    why: str = ""  # why the bundled model is what it is, when it says so
 
     @property
     def info(self) -> DatasetInfo:
@@ -188,14 +189,16 @@ class AppSession:
             parts.append(pen)
         if ck.created:
             parts.append("trained " + ck.created.replace("T", " ").replace("+00:00", " UTC"))
-        name = ck.title
+        name, why = ck.title, ""
         if self.current_source == "bundled":
             name = f"{name} (bundled)"
+            why = ck.train_config.get("why", "") if isinstance(ck.train_config, dict) else ""
         elif self.current_source.startswith("run "):
             name = f"{name} (saved run)"
         elif self.current_source == "uploaded":
             name = f"{name} (uploaded)"
-        return ModelChoice(self.current_model(), name, ", ".join(parts), ck.dataset)
+        return ModelChoice(self.current_model(), name, ", ".join(parts), ck.dataset,
+                           why=why if isinstance(why, str) else "")
 
 
 @st.cache_resource(show_spinner=False)

@@ -90,7 +90,7 @@ def test_the_onnx_file_describes_itself(bundled):
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["classes"]) == [str(d) for d in range(10)]
-    assert meta["dataset"] == "mnist" and meta["name"] == "Canvas CNN" and meta["test_accuracy"] == "0.9924"
+    assert meta["dataset"] == "mnist" and meta["name"] == "Canvas CNN" and meta["test_accuracy"] == f"{bundled.metrics['test_acc']:.4f}"
     assert "[batch, 1, 28, 28] in [0, 1], white ink on black" in meta["input"]
 
 

@@ -137,3 +137,42 @@ def test_a_clear_digit_is_not_flagged(bundled):
     for sample in s[:10]:
         result = classify(model, P.draw(sample, P.Condition(20, 0.7, "centre")), background="dark")
         assert result.ok and not result.not_a_digit and result.message == ""
+
+
+def test_cross_validation_folds_hold_out_non_report_writers_and_fold_two_is_the_bundled_split():
+    from core import canvasmodel as CM
+
+    held_out = []
+    for fold in range(CM.FOLDS):
+        fit, held = CM.fold_writers(fold)
+        assert len(fit) == 16 and len(held) == 4 and not set(fit) & set(held)
+        assert not (set(fit) | set(held)) & set(P.REPORT_WRITERS)
+        held_out += held
+    assert sorted(held_out) == sorted(CM.NON_REPORT) and len(CM.NON_REPORT) == 20
+    assert CM.fold_writers(2) == (P.FIT_WRITERS, P.TUNE_WRITERS)  # the bundled networks are fold 2's
+
+
+def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(tmp_path):
+    import torch
+
+    from core import canvasmodel as CM, models as M
+
+    nets = []
+    for seed in range(2):  # two small untrained networks stand in for the fold's kept ones
+        net = M.build_model(CM.MEMBER, generator=torch.Generator().manual_seed(seed)).eval()
+        checkpoint.save(checkpoint.from_model(net, CM.MEMBER, dataset="mnist"), tmp_path / f"fold0-seed{seed}-epochs6.pt")
+        nets.append(net)
+    result = CM.cross_validate((0,), members=2, keep=tmp_path, thresholds=(0.5, 0.99))
+    assert set(result) == {1, 2}
+    samples = P.load(writers=CM.fold_writers(0)[1])
+    assert result[1]["drawings"] == len(samples) * len(P.grid()) == 80 * len(P.grid())
+    images = P.render_grid(samples).reshape(-1, 28, 28)
+    labels = np.repeat([s.digit for s in samples], len(P.grid()))
+    from core.inference import predict_proba
+
+    both = (predict_proba(nets[0], images) + predict_proba(nets[1], images)) / 2
+    assert result[2]["accuracy"] == pytest.approx(float((both.argmax(1) == labels).mean()))
+    assert result[2]["flags"][0.99][0] == pytest.approx(float((both.max(1) < 0.99).mean()))
+    for k in (1, 2):  # a higher threshold flags at least as much of both
+        (d_lo, n_lo), (d_hi, n_hi) = result[k]["flags"][0.5], result[k]["flags"][0.99]
+        assert d_lo <= d_hi and n_lo <= n_hi

@@ -2,6 +2,11 @@
 
 The recipe and why it is so are in core.canvasmodel; everything is seeded, so the same command
 writes the same weights on the same machine and PyTorch.
+
+``--cross-validate`` measures the choices instead, on the 20 writers that are not report writers:
+for each fold the networks are trained without 4 of them and scored on those 4 (digits, and
+non-digits made from them), one network alone and several averaged, at a few not-a-digit
+thresholds. ``--keep DIR`` keeps each fold's networks there and reuses them on the next call.
 """
 
 from __future__ import annotations
@@ -11,17 +16,44 @@ import sys
 
 from core import checkpoint
 from core import pendigits as P
-from core.canvasmodel import build
+from core.canvasmodel import FOLDS, MEMBERS, build, cross_validate
+
+
+def _folds(text: str) -> tuple[int, ...]:
+    try:
+        folds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("folds are numbers, e.g. 0,1") from None
+    if not folds or any(not 0 <= f < FOLDS for f in folds) or len(set(folds)) != len(folds):
+        raise argparse.ArgumentTypeError(f"folds are distinct numbers from 0 to {FOLDS - 1}")
+    return folds
+
+
+def _print_cross_validation(result: dict, folds) -> None:
+    for k, r in result.items():
+        flags = "; ".join(f"at {t:.2f} digits flagged {d:.2%}, non-digits {n:.1%}" for t, (d, n) in r["flags"].items())
+        print(f"{k} network{'s' if k > 1 else ''} averaged: {r['accuracy']:.2%} of {r['drawings']:,} drawings "
+              f"(folds {','.join(map(str, folds))}); {flags}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core canvasmodel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", metavar="PATH", required=True)
+    p.add_argument("--seed", type=int, default=0, help="the first member's seed; the next ones count up from it")
+    p.add_argument("--members", type=int, default=MEMBERS, help=f"networks averaged (default {MEMBERS}; 1: a single CNN)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--save", metavar="PATH", help="train the bundled model and write it here")
+    what.add_argument("--cross-validate", metavar="FOLDS", type=_folds, help="e.g. 0,1: measure the recipe instead")
+    p.add_argument("--keep", metavar="DIR", help="with --cross-validate: keep and reuse the folds' networks here")
     args = p.parse_args(argv)
-    ckpt, metrics = build(args.epochs, args.seed)
+    if not 1 <= args.members <= 8:
+        p.error("--members must be between 1 and 8")
+    if args.cross_validate:
+        _print_cross_validation(cross_validate(args.cross_validate, args.members, args.epochs, keep=args.keep),
+                                args.cross_validate)
+        return 0
+    ckpt, metrics = build(args.epochs, args.seed, args.members)
     path = checkpoint.save(ckpt, args.save)
     print(f"MNIST test {metrics['test_acc']:.2%}; {P.SET_NAME}: {metrics['pen_acc']:.2%} "
           f"(worst: {metrics['pen_worst']} {metrics['pen_worst_acc']:.2%}); saved {path}", file=sys.stderr)

@@ -77,6 +77,7 @@ def answer_panel() -> None:
         # already loaded everything it needs to show one
         answer_layout(choice, None, np.zeros((28, 28), np.float32), "What the model will see (28×28)")
         st.caption(f"Answering: **{widgets.md_escape(choice.name)}** · {widgets.md_escape(choice.detail)}")
+        why_caption(choice)
         if not choice.live:
             widgets.back_to_bundled("draw.bundled")
         return
@@ -92,8 +93,16 @@ def answer_panel() -> None:
     st.caption("Top 3: " + " · ".join(f"{choice.info.classes[i]} {result.probabilities[i]:.1%}" for i in top))
     answer_layout(choice, result, result.preprocessed.image, "What the model saw (28×28)")
     st.caption(f"Answered by **{widgets.md_escape(choice.name)}** · {widgets.md_escape(choice.detail)}")
+    why_caption(choice)
     if not choice.live:
         widgets.back_to_bundled("draw.bundled")
+
+
+def why_caption(choice) -> None:
+    """Why the bundled model is not the tutorial's CNN, in its own words, and where the tutorial's one is."""
+    if choice.why:
+        st.caption(f"Why this model: {widgets.md_escape(choice.why[:300])}. The tutorial's own CNN is the "
+                   "\"CNN\" network on the Train page.")
 
 
 def answer_layout(choice, result, image: np.ndarray, caption: str) -> None:
