@@ -46,8 +46,8 @@ from core.trainer import evaluate
 MEMBER = M.CNNConfig(channels=(32, 64), fc=(128,), dropout=0.25, batch_norm=True)
 MEMBERS = 3  # networks trained apart from seeds seed, seed + 1, ..., their probabilities averaged
 NAME = "Canvas CNN"
-WHY = ("three of the tutorial's CNN, wider, each trained on MNIST plus pen-written digits drawn on a canvas and on "
-       "non-digits, their answers averaged, so that canvas drawings are read and scribbles are flagged")
+WHY = ("three copies of the tutorial's CNN, made wider, each trained on MNIST plus pen-written digits drawn on a "
+       "canvas and on non-digits, answer together, so that canvas drawings are read and scribbles are flagged")
 PEN_COPIES = 60  # canvas drawings per fit-writer digit (a quarter as written, the rest varied)
 NEGATIVES_PER_FAMILY = 1500
 OUTLIER_WEIGHT = 0.5  # of the non-digits' loss (spread-out answers) against the digits' (1.0 and 8 epochs:
