@@ -64,6 +64,8 @@ def test_draw_page_predicts_the_drawing_and_shows_what_the_model_saw():
     bars = at.get("progress")  # the ten probabilities, the answer's in bold
     assert len(bars) == 10 and "**2: " in str(bars[2].proto) and abs(sum(b.value for b in bars) - 100) <= 5
     assert any("Answered by" in c.value and "bundled" in c.value for c in at.caption)
+    why = [c.value for c in at.caption if c.value.startswith("Why this model:")]  # the bundled one is no tutorial CNN
+    assert len(why) == 1 and "three copies of the tutorial's CNN" in why[0] and "Train page" in why[0]
 
 
 @pytest.mark.parametrize("pixels, message", [
