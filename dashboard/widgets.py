@@ -125,6 +125,17 @@ LAYOUT_CSS = """<style>
 }
 .stApp .st-key-draw-answer h2 { font-size: 2.6rem; line-height: 1.15; }
 .stApp .st-key-draw-row { margin-top: 0.5rem; }
+/* too narrow for the canvas and the answer side by side (a phone, a tablet with the side panel open):
+   the answer comes right under the canvas and its Clear button, the class-set box after it (side by
+   side, that box sits under the canvas, so adding a drawing never scrolls the canvas away) */
+.stApp .st-key-draw-area { container-type: inline-size; }
+@container (max-width: 660px) {
+  .stApp .st-key-draw-row { flex-direction: column; flex-wrap: nowrap; }
+  .stApp .st-key-draw-row > [data-testid="stLayoutWrapper"]:has(> .st-key-draw-canvas),
+  .stApp .st-key-draw-canvas { display: contents; }
+  .stApp .st-key-draw-row [data-testid="stLayoutWrapper"]:has(> .st-key-draw-answer) { order: 1; }
+  .stApp .st-key-draw-row [data-testid="stLayoutWrapper"]:has(> .st-key-draw-classset) { order: 2; }
+}
 /* stacked on a narrow screen, the run (buttons, progress, chart) comes first; side by side, settings left */
 .stApp .st-key-train-layout { flex-wrap: wrap-reverse; align-items: stretch; }
 </style>"""

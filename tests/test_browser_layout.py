@@ -69,13 +69,17 @@ def check_draw(pg, size: str, touch: bool, projector: bool) -> None:
     assert round(c["width"]) == want and round(c["height"]) == want, c
     assert c["x"] >= 0 and c["y"] >= 0 and c["x"] + c["width"] <= vw and c["y"] + c["height"] <= vh, \
         f"{size}: the canvas {c} leaves the {vw}x{vh} screen"
-    assert col["x"] - 0.5 <= c["x"] and c["x"] + c["width"] <= col["x"] + col["width"] + 0.5, \
-        f"{size}: the canvas {c} sticks out of its column {col}"
+    if col is not None and col["width"] > 0:  # on a phone the column gives way (display: contents) to reorder
+        assert col["x"] - 0.5 <= c["x"] and c["x"] + c["width"] <= col["x"] + col["width"] + 0.5, \
+            f"{size}: the canvas {c} sticks out of its column {col}"
     (touch_draw_on if touch else draw_on)(pg, canvas, digit_strokes(7, size=want) if want != 280
                                            else digit_strokes(7))
     answer = pg.get_by_text(re.compile(r"^Prediction: "))
     expect(answer).to_have_text("Prediction: 7")
     settled(pg)
+    a, box = answer.bounding_box(), pg.locator(".st-key-draw-classset").first.bounding_box()
+    # the answer is beside the canvas or right under it: never below the box for adding to the class set
+    assert a["y"] < box["y"], f"{size}: the prediction ({a['y']:.0f}) comes after the class-set box ({box['y']:.0f})"
     if projector:
         heading = pg.locator(".st-key-draw-answer h2").first
         px, lines = font_px(heading), heading.evaluate(LINES)

@@ -45,7 +45,7 @@ def add_to_class_set() -> None:
 
 
 def class_set_ui() -> None:
-    with st.container(border=True):
+    with st.container(border=True, key="draw-classset"):
         st.markdown("**Add it to the class set** — which digit did you draw?")
         st.pills("The digit you drew", list(range(10)), key=TRUE_LABEL, label_visibility="collapsed")
         chosen = st.session_state.get(TRUE_LABEL)
@@ -127,20 +127,21 @@ def draw_area() -> None:
     size = PROJECTOR_CANVAS_PX if big else CANVAS_PX
     # the canvas box is exactly as wide as the canvas, and the answer wraps below it on a narrow screen:
     # the whole canvas is always seen, and only what is seen can be drawn on
-    with st.container(horizontal=True, gap="medium", key="draw-row"):
-        with st.container(width=size, key="draw-canvas"):
-            pixels, png = digit_canvas(size, PROJECTOR_BRUSH_PX if big else BRUSH_PX, sess.canvas_generation,
-                                       key=state.CANVAS_KEY)
-            st.button("Clear", on_click=clear, icon=":material/ink_eraser:", key="draw.clear")
-            if png is not None and png != sess.canvas_bytes:
-                sess.canvas_bytes = png
-                if (pixels[..., :3] > 64).any():
-                    sess.last_drawing = pixels
-                    if sess.flash and sess.flash[0] in ("added", "add-error"):
-                        sess.flash = None  # a new stroke: the message about the last drawing has done its job
-            class_set_ui()  # under the canvas: adding a drawing never scrolls the canvas away
-        with st.container(key="draw-answer"):
-            answer_panel()
+    with st.container(key="draw-area"):  # its width decides whether the answer sits beside or under the canvas
+        with st.container(horizontal=True, gap="medium", key="draw-row"):
+            with st.container(width=size, key="draw-canvas"):
+                pixels, png = digit_canvas(size, PROJECTOR_BRUSH_PX if big else BRUSH_PX, sess.canvas_generation,
+                                           key=state.CANVAS_KEY)
+                st.button("Clear", on_click=clear, icon=":material/ink_eraser:", key="draw.clear")
+                if png is not None and png != sess.canvas_bytes:
+                    sess.canvas_bytes = png
+                    if (pixels[..., :3] > 64).any():
+                        sess.last_drawing = pixels
+                        if sess.flash and sess.flash[0] in ("added", "add-error"):
+                            sess.flash = None  # a new stroke: the message about the last drawing has done its job
+                class_set_ui()  # under the canvas: adding a drawing never scrolls the canvas away
+            with st.container(key="draw-answer"):
+                answer_panel()
     if sess.last_drawing is not None:  # the insight views follow each stroke, not the once-a-second refresh
         inside.look_inside(sess.model_for_drawing, sess.last_drawing)
 
