@@ -100,13 +100,14 @@ def vary(strokes, digit: int, rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-def _pen_training_images(rng: np.random.Generator, writers=P.FIT_WRITERS) -> tuple[np.ndarray, np.ndarray]:
+def _pen_training_images(rng: np.random.Generator, writers=P.FIT_WRITERS,
+                         thick: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     samples = P.load(writers=writers)
     canvases, labels = [], []
     for s in samples:
         for k in range(PEN_COPIES):
             strokes = s.strokes if k < PEN_COPIES // 4 else vary(s.strokes, s.digit, rng)
-            canvases.append(P.random_canvas(strokes, rng))
+            canvases.append(P.random_canvas(strokes, rng, thick=thick))
             labels.append(s.digit)
     return P.preprocessed(canvases), np.array(labels)
 
@@ -131,10 +132,10 @@ class _Data:
     neg_x: torch.Tensor  # [M, 1, 28, 28] non-digits, preprocessed
 
 
-def _member_data(mnist, seed: int, log, writers=P.FIT_WRITERS) -> _Data:
+def _member_data(mnist, seed: int, log, writers=P.FIT_WRITERS, thick: float = 0.0) -> _Data:
     """One member's canvases: its own random drawings of the writers' digits, and its own non-digits."""
     t0 = time.perf_counter()
-    pen_x, pen_y = _pen_training_images(np.random.default_rng(seed), writers)
+    pen_x, pen_y = _pen_training_images(np.random.default_rng(seed), writers, thick)
     neg_x = _negative_images(seed + 1, writers, "train", NEGATIVES_PER_FAMILY)
     print(f"member seed {seed}: {len(mnist.train):,} MNIST, {len(pen_x):,} pen-written canvases, {len(neg_x):,} "
           f"non-digits ({time.perf_counter() - t0:.0f} s)", file=log)
@@ -163,12 +164,13 @@ def _step(model, opt, data: _Data, idx, gen, sizes=(128, 64, 48)) -> float:
     return loss.item()
 
 
-def train_member(mnist, seed: int, epochs: int, log=sys.stderr,
-                 writers=P.FIT_WRITERS) -> tuple[torch.nn.Module, float]:
+def train_member(mnist, seed: int, epochs: int, log=sys.stderr, writers=P.FIT_WRITERS,
+                 thick: float = 0.0) -> tuple[torch.nn.Module, float]:
     """One network of the recipe, from ``seed`` alone, on ``writers``' pen-written digits; returns it (in
-    eval mode) and its MNIST test accuracy."""
+    eval mode) and its MNIST test accuracy. ``thick``: see ``pendigits.random_canvas`` (the bundled
+    recipe uses 0)."""
     torch.manual_seed(seed)  # dropout draws from the process-wide generator; everything else from its own
-    data = _member_data(mnist, seed, log, writers)
+    data = _member_data(mnist, seed, log, writers, thick)
     model = M.build_model(MEMBER)
     batch = 128
     steps_per_epoch = len(mnist.train.images) // batch
@@ -242,16 +244,17 @@ def fold_writers(fold: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(w for w in NON_REPORT if w not in held), held
 
 
-def _fold_members(mnist, fold: int, members: int, epochs: int, keep, log) -> list[torch.nn.Module]:
+def _fold_members(mnist, fold: int, members: int, epochs: int, keep, log, thick: float = 0.0) -> list[torch.nn.Module]:
     """The fold's networks, trained without its held-out writers; kept in (and reused from) ``keep``."""
     fit, _ = fold_writers(fold)
     nets = []
     for seed in range(members):
-        path = None if keep is None else Path(keep) / f"fold{fold}-seed{seed}-epochs{epochs}.pt"
+        name = f"fold{fold}-seed{seed}-epochs{epochs}" + (f"-thick{thick:g}" if thick else "")
+        path = None if keep is None else Path(keep) / f"{name}.pt"
         if path is not None and path.exists():
             nets.append(checkpoint.load(path).build())
             continue
-        net, acc = train_member(mnist, seed, epochs, log, writers=fit)
+        net, acc = train_member(mnist, seed, epochs, log, writers=fit, thick=thick)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             checkpoint.save(checkpoint.from_model(net, MEMBER, dataset="mnist", metrics={"test_acc": acc},
@@ -280,11 +283,11 @@ def _fold_scores(nets, fold: int) -> dict:
 
 
 def cross_validate(folds=(0, 1), members: int = MEMBERS, epochs: int = 6, thresholds=(0.6, 0.62, 0.7),
-                   keep=None, log=sys.stderr) -> dict:
+                   keep=None, log=sys.stderr, thick: float = 0.0) -> dict:
     """How the recipe reads writers it never saw, with 1..``members`` networks averaged, and what each
     not-a-digit threshold flags, from the non-report writers only. Returns {networks: {figures}}."""
     mnist = load_dataset("mnist")
-    per_fold = [_fold_scores(_fold_members(mnist, f, members, epochs, keep, log), f) for f in folds]
+    per_fold = [_fold_scores(_fold_members(mnist, f, members, epochs, keep, log, thick), f) for f in folds]
     out = {}
     for k in range(1, members + 1):
         probs, labels, neg, refused = (np.concatenate([fold[k][i] for fold in per_fold]) for i in range(4))

@@ -214,10 +214,18 @@ def draw(sample: Sample, cond: Condition, canvas: int = CANVAS) -> np.ndarray:
     return render(place(sample.strokes, cond.size, cond.width * scale, cond.position, canvas), cond.width * scale, canvas)
 
 
-def random_canvas(strokes, rng: np.random.Generator, canvas: int = CANVAS) -> np.ndarray:
-    """One drawing at a random size, place, brush and aspect: for training, never for reporting."""
+def random_canvas(strokes, rng: np.random.Generator, canvas: int = CANVAS, thick: float = 0.0) -> np.ndarray:
+    """One drawing at a random size, place, brush and aspect: for training, never for reporting.
+
+    ``thick``: the share of drawings whose brush comes from the thickest 40 % of the widths allowed
+    for their size (0: every width equally likely)."""
     size = float(rng.uniform(0.18, 0.97))
-    width = float(rng.uniform(6, min(44, max(7, 0.33 * size * canvas))))
+    widest = min(44, max(7, 0.33 * size * canvas))
+    if thick:
+        lo = 6 if rng.uniform() >= thick else 6 + 0.6 * (widest - 6)
+        width = float(rng.uniform(lo, widest))
+    else:
+        width = float(rng.uniform(6, widest))
     return render(place(strokes, size, width, canvas=canvas, aspect_jitter=float(rng.uniform(0.8, 1.2)),
                         offset=tuple(rng.uniform(0, 1, 2))), width, canvas)
 

@@ -176,3 +176,29 @@ def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(
     for k in (1, 2):  # a higher threshold flags at least as much of both
         (d_lo, n_lo), (d_hi, n_hi) = result[k]["flags"][0.5], result[k]["flags"][0.99]
         assert d_lo <= d_hi and n_lo <= n_hi
+
+
+def test_random_canvases_can_favour_the_thickest_brushes_their_size_allows():
+    from core.inference import stroke_width
+
+    sample = P.load(writers=P.FIT_WRITERS)[0]
+
+    def widths(thick):
+        rng = np.random.default_rng(5)
+        out = []
+        for _ in range(30):  # the stroke width relative to the ink's size: what a thick brush changes
+            ink = P.random_canvas(sample.strokes, rng, thick=thick) > 127
+            ys, xs = np.nonzero(ink)
+            out.append(stroke_width(ink.astype(np.float32)) / max(np.ptp(ys), np.ptp(xs)))
+        return np.array(out)
+
+    plain, thick = widths(0.0), widths(1.0)
+    assert thick.mean() > 1.3 * plain.mean()
+    again = np.random.default_rng(5)  # thick=0 draws exactly as before: the bundled recipe's canvases are unchanged
+    first = P.random_canvas(sample.strokes, again)
+    rng = np.random.default_rng(5)
+    size = float(rng.uniform(0.18, 0.97))
+    width = float(rng.uniform(6, min(44, max(7, 0.33 * size * P.CANVAS))))
+    expected = P.render(P.place(sample.strokes, size, width, canvas=P.CANVAS, aspect_jitter=float(rng.uniform(0.8, 1.2)),
+                                offset=tuple(rng.uniform(0, 1, 2))), width, P.CANVAS)
+    np.testing.assert_array_equal(first, expected)

@@ -46,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--save", metavar="PATH", help="train the bundled model and write it here")
     what.add_argument("--cross-validate", metavar="FOLDS", type=_folds, help="e.g. 0,1: measure the recipe instead")
     p.add_argument("--keep", metavar="DIR", help="with --cross-validate: keep and reuse the folds' networks here")
+    p.add_argument("--thick", type=float, default=0.0, metavar="SHARE",
+                   help="with --cross-validate: this share of the pen-written canvases drawn with the thickest brushes "
+                        "allowed for their size (the bundled recipe: 0)")
     args = p.parse_args(argv)
     if not 1 <= args.members <= 8:
         p.error("--members must be between 1 and 8")
     if args.cross_validate:
-        _print_cross_validation(cross_validate(args.cross_validate, args.members, args.epochs, keep=args.keep),
-                                args.cross_validate)
+        if not 0 <= args.thick <= 1:
+            p.error("--thick is a share between 0 and 1")
+        _print_cross_validation(cross_validate(args.cross_validate, args.members, args.epochs, keep=args.keep,
+                                               thick=args.thick), args.cross_validate)
         return 0
     ckpt, metrics = build(args.epochs, args.seed, args.members)
     path = checkpoint.save(ckpt, args.save)
