@@ -289,10 +289,22 @@ def cross_validate(folds=(0, 1), members: int = MEMBERS, epochs: int = 6, thresh
     mnist = load_dataset("mnist")
     per_fold = [_fold_scores(_fold_members(mnist, f, members, epochs, keep, log, thick), f) for f in folds]
     out = {}
+    conditions = P.grid()
     for k in range(1, members + 1):
         probs, labels, neg, refused = (np.concatenate([fold[k][i] for fold in per_fold]) for i in range(4))
-        conf = probs.max(1)
-        out[k] = {"accuracy": float((probs.argmax(1) == labels).mean()), "drawings": int(len(labels)),
+        conf, right = probs.max(1), probs.argmax(1) == labels
+        out[k] = {"accuracy": float(right.mean()), "drawings": int(len(labels)),
+                  "worst": _worst_condition(right.reshape(-1, len(conditions)), conditions),
                   "flags": {t: (float((conf < t).mean()), float(((neg.max(1) < t) | refused).mean()))
                             for t in thresholds}}
     return out
+
+
+def _worst_condition(right: np.ndarray, conditions) -> tuple[str, float]:
+    """The weakest brush width or size of the grid, as ``pendigits.Report.worst_condition`` names it."""
+    rows = []
+    for attr, name in (("width", "brush {} px"), ("size", "size {:.0%}")):
+        for value in dict.fromkeys(getattr(c, attr) for c in conditions):
+            cols = [i for i, c in enumerate(conditions) if getattr(c, attr) == value]
+            rows.append((name.format(value), float(right[:, cols].mean())))
+    return min(rows, key=lambda r: r[1])

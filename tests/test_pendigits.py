@@ -173,6 +173,10 @@ def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(
     both = (predict_proba(nets[0], images) + predict_proba(nets[1], images)) / 2
     assert result[2]["accuracy"] == pytest.approx(float((both.argmax(1) == labels).mean()))
     assert result[2]["flags"][0.99][0] == pytest.approx(float((both.max(1) < 0.99).mean()))
+    right = (both.argmax(1) == labels).reshape(len(samples), -1)
+    by_size = {c.size for c in P.grid()}
+    worst_size = min(right[:, [i for i, c in enumerate(P.grid()) if c.size == s]].mean() for s in by_size)
+    assert result[2]["worst"][1] <= worst_size + 1e-12 and result[2]["worst"][1] <= result[2]["accuracy"]
     for k in (1, 2):  # a higher threshold flags at least as much of both
         (d_lo, n_lo), (d_hi, n_hi) = result[k]["flags"][0.5], result[k]["flags"][0.99]
         assert d_lo <= d_hi and n_lo <= n_hi

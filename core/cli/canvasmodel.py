@@ -33,7 +33,7 @@ def _print_cross_validation(result: dict, folds) -> None:
     for k, r in result.items():
         flags = "; ".join(f"at {t:.2f} digits flagged {d:.2%}, non-digits {n:.1%}" for t, (d, n) in r["flags"].items())
         print(f"{k} network{'s' if k > 1 else ''} averaged: {r['accuracy']:.2%} of {r['drawings']:,} drawings "
-              f"(folds {','.join(map(str, folds))}); {flags}")
+              f"(folds {','.join(map(str, folds))}), worst {r['worst'][0]} {r['worst'][1]:.1%}; {flags}")
 
 
 def main(argv: list[str] | None = None) -> int:
