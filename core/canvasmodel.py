@@ -191,11 +191,13 @@ def train_member(mnist, seed: int, epochs: int, log=sys.stderr, writers=P.FIT_WR
     return model, test_acc
 
 
-def assemble(members: list[torch.nn.Module]) -> torch.nn.Module:
-    """The members as one ``core.models.Ensemble`` holding their weights."""
+def assemble(members: list[torch.nn.Module]) -> tuple[torch.nn.Module, M.ModelConfig]:
+    """The members as one ``core.models.Ensemble`` holding their weights, and its config (one member: itself)."""
+    if len(members) == 1:
+        return members[0], MEMBER
     cfg = M.EnsembleConfig(member=MEMBER, count=len(members))
     state = {f"members.{i}.{k}": v for i, m in enumerate(members) for k, v in m.state_dict().items()}
-    return M.with_weights(cfg, state)
+    return M.with_weights(cfg, state), cfg
 
 
 def build(epochs: int = 6, seed: int = 0, members: int = MEMBERS, log=sys.stderr) -> tuple[checkpoint.Checkpoint, dict]:
@@ -203,8 +205,7 @@ def build(epochs: int = 6, seed: int = 0, members: int = MEMBERS, log=sys.stderr
     t0 = time.perf_counter()
     mnist = load_dataset("mnist")
     nets = [train_member(mnist, seed + k, epochs, log)[0] for k in range(members)]
-    model = assemble(nets) if members > 1 else nets[0]
-    cfg = M.EnsembleConfig(member=MEMBER, count=members) if members > 1 else MEMBER
+    model, cfg = assemble(nets)
     _, test_acc = evaluate(model, mnist.test, DATASETS["mnist"])
     metrics = tune_report(model, log)
     metrics["test_acc"] = test_acc
@@ -266,15 +267,12 @@ def _fold_members(mnist, fold: int, members: int, epochs: int, keep, log, thick:
 
 def _fold_scores(nets, fold: int) -> dict:
     """Each prefix of the fold's networks (1, 2, ... averaged) on its held-out writers' digits and non-digits."""
-    from core.inference import predict_proba, preprocess
+    from core.inference import predict_proba
 
     _, held = fold_writers(fold)
     samples = P.load(writers=held)
     grid = P.render_grid(samples).reshape(-1, 28, 28)
-    canvases, _ = outlier.negatives(40, 100 + fold, held, "test")
-    pres = [preprocess(c, background="dark") for c in canvases]
-    neg = np.stack([p.image if p.ok else np.zeros((28, 28), np.float32) for p in pres])
-    refused = np.array([not p.ok for p in pres])  # refused drawings ("filled", "dot") are never shown as digits
+    neg, refused = outlier.preprocessed(outlier.negatives(40, 100 + fold, held, "test")[0])
     digit_probs = [predict_proba(n, grid) for n in nets]
     neg_probs = [predict_proba(n, neg) for n in nets]
     labels = np.repeat([s.digit for s in samples], len(P.grid()))
@@ -292,19 +290,9 @@ def cross_validate(folds=(0, 1), members: int = MEMBERS, epochs: int = 6, thresh
     conditions = P.grid()
     for k in range(1, members + 1):
         probs, labels, neg, refused = (np.concatenate([fold[k][i] for fold in per_fold]) for i in range(4))
-        conf, right = probs.max(1), probs.argmax(1) == labels
+        right = probs.argmax(1) == labels
         out[k] = {"accuracy": float(right.mean()), "drawings": int(len(labels)),
-                  "worst": _worst_condition(right.reshape(-1, len(conditions)), conditions),
-                  "flags": {t: (float((conf < t).mean()), float(((neg.max(1) < t) | refused).mean()))
-                            for t in thresholds}}
+                  "worst": P.worst_condition(right.reshape(-1, len(conditions)), conditions),
+                  "flags": {t: (float((~outlier.looks_like_digit(probs, t)).mean()),
+                                float((refused | ~outlier.looks_like_digit(neg, t)).mean())) for t in thresholds}}
     return out
-
-
-def _worst_condition(right: np.ndarray, conditions) -> tuple[str, float]:
-    """The weakest brush width or size of the grid, as ``pendigits.Report.worst_condition`` names it."""
-    rows = []
-    for attr, name in (("width", "brush {} px"), ("size", "size {:.0%}")):
-        for value in dict.fromkeys(getattr(c, attr) for c in conditions):
-            cols = [i for i, c in enumerate(conditions) if getattr(c, attr) == value]
-            rows.append((name.format(value), float(right[:, cols].mean())))
-    return min(rows, key=lambda r: r[1])

@@ -235,24 +235,27 @@ def negatives(per_family: int, seed: int, writers, fashion_split: str = "test") 
     return out, fam
 
 
+def preprocessed(canvases) -> tuple[np.ndarray, np.ndarray]:
+    """Canvases as the model reads them, float [N, 28, 28], and which were refused before any model
+    reads them ("filled", "dot": never shown as a digit, so they count as flagged; their image is blank)."""
+    from core.inference import preprocess
+
+    pres = [preprocess(c, background="dark") for c in canvases]
+    images = np.stack([p.image if p.ok else np.zeros((28, 28), np.float32) for p in pres]).astype(np.float32)
+    return images, np.array([not p.ok for p in pres])
+
+
 def flag_rates(model, per_family: int = 40, seed: int = 2024, threshold: float = NOT_A_DIGIT_BELOW) -> dict:
     """Share of non-digits flagged (per family and overall) and of pen-written digits flagged.
 
     Non-digits: ``per_family`` of each family, from the report writers and Fashion-MNIST's test
     split. Digits: the report writers' whole grid.
     """
-    from core.inference import predict_proba, preprocess
+    from core.inference import predict_proba
 
     canv, fam = negatives(per_family, seed, P.REPORT_WRITERS, "test")
-    flagged, fams = [], []
-    for c, f in zip(canv, fam):
-        pre = preprocess(c, background="dark")
-        if not pre.ok:  # refused before any model reads it ("filled", "dot"): not shown as a digit either
-            flagged.append(True)
-        else:
-            flagged.append(not bool(looks_like_digit(predict_proba(model, pre.image), threshold)))
-        fams.append(f)
-    flagged, fams = np.array(flagged), np.array(fams)
+    images, refused = preprocessed(canv)
+    flagged, fams = refused | ~looks_like_digit(predict_proba(model, images), threshold), np.array(fam)
     report = P.evaluate(model)
     images = P.report_images().reshape(-1, 28, 28)
     probs = np.concatenate([predict_proba(model, images[i:i + 2000]) for i in range(0, len(images), 2000)])

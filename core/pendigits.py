@@ -278,9 +278,7 @@ class Report:
 
     def worst_condition(self) -> tuple[str, float]:
         """The weakest brush width or size of the grid (each over the other axes)."""
-        rows = [(f"brush {w} px", a) for w, a in self.by("width").items()]
-        rows += [(f"size {s:.0%}", a) for s, a in self.by("size").items()]
-        return min(rows, key=lambda r: r[1])
+        return worst_condition(self.correct, self.conditions)
 
     def worst_cell(self) -> tuple[Condition, float]:
         accs = self.correct.mean(0)
@@ -303,6 +301,16 @@ class Report:
                 "per_digit": {str(k): round(v, 4) for k, v in self.per_digit().items()},
                 "worst_condition": worst, "worst_condition_acc": round(worst_acc, 4),
                 "worst_cell": cell.label, "worst_cell_acc": round(cell_acc, 4)}
+
+
+def worst_condition(correct: np.ndarray, conditions: list[Condition]) -> tuple[str, float]:
+    """The weakest brush width or size of a grid: ``correct`` is bool [samples, conditions]."""
+    rows = []
+    for attr, name in (("width", "brush {} px"), ("size", "size {:.0%}")):
+        for value in dict.fromkeys(getattr(c, attr) for c in conditions):
+            cols = [i for i, c in enumerate(conditions) if getattr(c, attr) == value]
+            rows.append((name.format(value), float(correct[:, cols].mean())))
+    return min(rows, key=lambda r: r[1])
 
 
 def writers_text(writers) -> str:

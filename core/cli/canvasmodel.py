@@ -17,6 +17,7 @@ import sys
 from core import checkpoint
 from core import pendigits as P
 from core.canvasmodel import FOLDS, MEMBERS, build, cross_validate
+from core.models import MAX_MEMBERS
 
 
 def _folds(text: str) -> tuple[int, ...]:
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --cross-validate: this share of the pen-written canvases drawn with the thickest brushes "
                         "allowed for their size (the bundled recipe: 0)")
     args = p.parse_args(argv)
-    if not 1 <= args.members <= 8:
-        p.error("--members must be between 1 and 8")
+    if not 1 <= args.members <= MAX_MEMBERS:
+        p.error(f"--members must be between 1 and {MAX_MEMBERS}")
     if args.cross_validate:
         if not 0 <= args.thick <= 1:
             p.error("--thick is a share between 0 and 1")
