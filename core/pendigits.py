@@ -5,8 +5,9 @@ each digit twice;
 Prat, Castro, Llorens, Marzal, Vilar, 2008, CC BY 4.0), read from the mirror folder
 (``$DIGITLAB_MIRROR/uji-pen-digits/trn-digits.txt``). They are pen trajectories, lifted between
 strokes, which is what a canvas records. Each one is drawn here as the canvas draws it (white
-round-capped strokes on black, 280 px) over a grid of brush widths, sizes and places, and read
-through the same preprocessing as a drawing.
+round strokes on black, 280 px, a round cap at every point and anti-aliased, as
+dashboard/digitcanvas.py draws each pointer move) over a grid of brush widths, sizes and places,
+and read through the same preprocessing as a drawing.
 
 The writers are split once, here, alternately in file order (so both institutions are on each
 side): ``REPORT_WRITERS`` (20 writers, every second one) are never trained or tuned on, and every
@@ -194,19 +195,25 @@ def place(strokes, size: float, width: float, position: str = "centre", canvas: 
     return [((s - lo) * np.array([aspect_jitter, 1.0]) * scale + start) for s in strokes]
 
 
+SUPERSAMPLE = 4  # strokes are drawn at 4x and averaged down: anti-aliased edges, as a browser canvas draws them
+
+
 def render(strokes_px, width: float, canvas: int = CANVAS) -> np.ndarray:
-    """White round-capped, round-jointed strokes on black, as the canvas brush draws them. uint8 [canvas, canvas]."""
-    img = Image.new("L", (canvas, canvas), 0)
+    """White round strokes on black, as the canvas brush draws them: round caps and a round joint at
+    every point (so a wide brush leaves no seams or spikes where short segments meet), anti-aliased.
+    uint8 [canvas, canvas]."""
+    ss = SUPERSAMPLE
+    img = Image.new("L", (canvas * ss, canvas * ss), 0)
     draw = ImageDraw.Draw(img)
-    r = width / 2
-    w = max(1, round(width))
+    r = width * ss / 2
+    w = max(1, round(width * ss))
     for s in strokes_px:
-        pts = [(float(x), float(y)) for x, y in s]
+        pts = [(float(x) * ss, float(y) * ss) for x, y in s]
         if len(pts) > 1:
-            draw.line(pts, fill=255, width=w, joint="curve")
-        for x, y in (pts[0], pts[-1]):
+            draw.line(pts, fill=255, width=w)
+        for x, y in pts:
             draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    return np.asarray(img)
+    return np.asarray(img.reduce(ss) if ss > 1 else img)
 
 
 def draw(sample: Sample, cond: Condition, canvas: int = CANVAS) -> np.ndarray:

@@ -343,3 +343,30 @@ def test_a_name_with_html_is_shown_as_typed_never_as_html(page, fresh_server):
     images_loaded(page)
     page.screenshot(path=SHOTS / "15-html-name-as-text.png")
     assert len(HTML_NAME) <= 40
+
+
+def test_the_pen_digit_renderer_draws_what_the_canvas_draws(page, server):
+    """core.pendigits scores the model on pen-written digits drawn as the canvas would draw them: the
+    browser's own drawing of the same points, with its brush, must match it pixel for pixel but for the
+    anti-aliased rim."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from core import pendigits as P
+    from dashboard.views.draw import BRUSH_PX
+
+    open_draw(page, server)
+    size = round(canvas(page).bounding_box()["width"])
+    sample = next(s for s in P.load(writers=["UPV-W19"]) if s.digit == 8)
+    strokes = P.place(sample.strokes, 0.6, BRUSH_PX, "centre", canvas=size)
+    draw_on(page, canvas(page), [[(float(x), float(y)) for x, y in s] for s in strokes])
+    expect(prediction(page)).to_be_visible()
+    png = canvas(page).evaluate("c => c.toDataURL('image/png')").split(",", 1)[1]
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))).convert("L")) > 127
+    drawn = P.render(strokes, BRUSH_PX, canvas=size) > 127
+    differ = int((seen != drawn).sum())
+    # measured: 99 of 10,849 ink pixels differ (0.9 %, the rim's sub-pixel rounding); the earlier renderer,
+    # one polyline whose segments left seams and spikes, differed by 464 (4.3 %)
+    assert seen.shape == drawn.shape and differ <= 0.02 * seen.sum(), (differ, int(seen.sum()))

@@ -42,6 +42,24 @@ def test_a_drawing_is_white_round_strokes_on_black_at_the_asked_size():
     assert abs(extent - 0.5 * 280) <= 3 and ys.min() < 140 and xs.min() < 140  # top left, half the canvas
 
 
+def test_a_wide_brush_leaves_no_seam_inside_its_stroke():
+    # the canvas draws every pointer move as its own round-capped segment: a zigzag of short segments
+    # at a 40 px brush is solid ink wherever the brush passed (one polyline of PIL left seams there)
+    t = np.linspace(0, 1, 60)
+    zigzag = np.stack([40 + 200 * t, 140 + 50 * np.sin(t * 9 * np.pi)], 1)
+    img = P.render([zigzag], 40)
+    ys, xs = np.mgrid[0:280, 0:280] + 0.5
+    a, b = zigzag[:-1], zigzag[1:]
+    d = b - a
+    px = np.stack([xs.ravel(), ys.ravel()], 1)[:, None, :]
+    u = np.clip(((px - a) * d).sum(-1) / (d * d).sum(-1), 0, 1)
+    dist = np.linalg.norm(px - (a + u[..., None] * d), axis=-1).min(1).reshape(280, 280)
+    assert img[dist < 18].min() == 255  # well inside the brush: full ink
+    assert img[dist > 22].max() == 0  # well outside: none
+    rim = img[(dist > 19.5) & (dist < 20.5)]
+    assert ((rim > 0) & (rim < 255)).mean() > 0.5  # the edge is anti-aliased, as a browser draws it
+
+
 def test_the_grid_keeps_brushes_a_digit_of_that_size_can_hold():
     cells = P.grid()
     assert {c.width for c in cells} == set(P.WIDTHS) and {c.size for c in cells} == set(P.SIZES)
