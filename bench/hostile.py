@@ -317,7 +317,7 @@ def two_entries_of_one_name() -> bytes:
 
 def within_every_cap() -> bytes:
     """The most work the caps allow: 99,000 numbers in the training settings (98,000 steps). It loads."""
-    return checkpoint(payload(train_config=Raw(EMPTY_LIST + MARK + b"K\x07" * 99_000 + APPENDS)))
+    return checkpoint(payload(train_config={"numbers": Raw(EMPTY_LIST + MARK + b"K\x07" * 99_000 + APPENDS)}))
 
 
 def too_deep(depth: int = 40) -> bytes:

@@ -197,9 +197,18 @@ def _from_blob(blob, source: str) -> Checkpoint:
     dataset = blob.get("dataset", "mnist")
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise CheckpointError(f"{source} names an unknown data set {shown(repr(dataset), 60)}")
-    return Checkpoint(cfg, state, dataset, _plain(blob.get("train_config", {}), "training settings"),
+    return Checkpoint(cfg, state, dataset, _settings(_plain(blob.get("train_config", {}), "training settings")),
                       _metrics(_plain(blob.get("metrics", {}), "metrics")), _text(blob.get("created", ""), "date", source),
                       _text(blob.get("name", ""), "name", source))
+
+
+def _settings(settings) -> dict:
+    """The training settings are a table (a file without any reads as an empty one)."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise CheckpointError("the checkpoint's training settings are not a table of values")
+    return settings
 
 
 def _metrics(metrics) -> dict:

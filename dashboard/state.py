@@ -192,7 +192,8 @@ class AppSession:
         name, why = ck.title, ""
         if self.current_source == "bundled":
             name = f"{name} (bundled)"
-            why = ck.train_config.get("why", "") if isinstance(ck.train_config, dict) else ""
+            why = ck.train_config.get("why", "")
+            why = why if isinstance(why, str) else ""
         elif self.current_source.startswith("run "):
             name = f"{name} (saved run)"
         elif self.current_source == "uploaded":

@@ -210,6 +210,15 @@ def test_accuracies_that_are_not_fractions_are_dropped():
     assert C.load_bytes(saved(payload)).metrics == {"train_acc": 0.5, "train_seconds": 12.0}
 
 
+def test_training_settings_that_are_not_a_table_are_refused_and_none_reads_as_empty():
+    payload = C.to_payload(make())
+    payload["train_config"] = ["lr", 0.1]
+    with pytest.raises(C.CheckpointError, match="training settings are not a table"):
+        C.load_bytes(saved(payload))
+    payload["train_config"] = None
+    assert C.load_bytes(saved(payload)).train_config == {}
+
+
 def test_a_checkpoint_is_titled_by_its_name_or_else_its_model():
     ckpt = make()
     assert ckpt.title == "test"

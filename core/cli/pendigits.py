@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         return fail("no samples for those writers")
     report = P.evaluate(ckpt.build(), None if set(args.writers) == set(P.REPORT_WRITERS) else samples)
-    trained_on = set(ckpt.train_config.get("pen_writers", []) if isinstance(ckpt.train_config, dict) else [])
+    listed = ckpt.train_config.get("pen_writers")
+    trained_on = {w for w in listed if isinstance(w, str)} if isinstance(listed, list) else set()
     summary = _print_report(report, samples, trained_on)
     if args.mistakes:
         print(f"mistakes ({len(report.mistakes())}): {P.mistake_sheet(report, args.mistakes)}")
