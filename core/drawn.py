@@ -1,7 +1,7 @@
 """Synthetic digits drawn as on a canvas: strokes for the tests and for the browser test's mouse.
 
 This set's figure is not shown as "drawn digits" anywhere: every digit here comes from two
-templates per digit, so it flatters a model (the seed CNN: 98.6 % here, 95.6 % on real writers).
+templates per digit, so it flatters a model (the seed CNN: 98.6 % here, 96.0 % on real writers).
 What people's handwriting does is measured on pen-written digits (core.pendigits).
 
 MNIST's digits are scanned pen strokes, thin and centred. On a canvas people draw with a

@@ -77,9 +77,9 @@ def test_a_small_subset_drawn_afresh_gives_the_full_runs_answers(bundled, full_r
 
 def test_the_bundled_model_reads_pen_written_digits_of_writers_it_never_saw(bundled, full_report):
     assert not set(bundled.train_config.get("pen_writers", [])) & set(P.REPORT_WRITERS)
-    # measured: 98.3 % overall, 96.5 % for the worst brush or size (the goals are 99 % and 98 %)
-    assert full_report.accuracy >= 0.98
-    assert min(full_report.by("width").values()) >= 0.96 and min(full_report.by("size").values()) >= 0.96
+    # measured: 98.7 % overall, 97.75 % for the worst brush or size (the goals are 99 % and 98 %)
+    assert full_report.accuracy >= 0.985
+    assert min(full_report.by("width").values()) >= 0.97 and min(full_report.by("size").values()) >= 0.97
     assert bundled.metrics["test_acc"] >= 0.99
     assert bundled.metrics["pen_acc"] == pytest.approx(full_report.accuracy, abs=0.005)
 
@@ -129,9 +129,9 @@ def rates(bundled):
 
 
 def test_non_digits_are_flagged_and_pen_written_digits_pass(rates):
-    # measured (40 a family): 89 % of non-digits, 1.8 % of the digits (the goals are 90 % and 1 %)
-    assert rates["non_digits_flagged"] >= 0.87
-    assert rates["digits_flagged"] <= 0.02
+    # measured (40 a family): 92.5 % of non-digits, 1.25 % of the digits (the goals are 90 % and 1 %)
+    assert rates["non_digits_flagged"] >= 0.9
+    assert rates["digits_flagged"] <= 0.015
     for family in ("letter", "scribble", "shape", "blob", "fashion"):
         assert rates["by_family"][family] >= 0.85, family
 
@@ -157,7 +157,7 @@ def test_a_clear_digit_is_not_flagged(bundled):
         assert result.ok and not result.not_a_digit and result.message == ""
 
 
-def test_cross_validation_folds_hold_out_non_report_writers_and_fold_two_is_the_bundled_split():
+def test_cross_validation_folds_hold_out_non_report_writers_and_the_bundled_model_trains_on_all_of_them():
     from core import canvasmodel as CM
 
     held_out = []
@@ -167,7 +167,8 @@ def test_cross_validation_folds_hold_out_non_report_writers_and_fold_two_is_the_
         assert not (set(fit) | set(held)) & set(P.REPORT_WRITERS)
         held_out += held
     assert sorted(held_out) == sorted(CM.NON_REPORT) and len(CM.NON_REPORT) == 20
-    assert CM.fold_writers(2) == (P.FIT_WRITERS, P.TUNE_WRITERS)  # the bundled networks are fold 2's
+    assert CM.fold_writers(2) == (P.FIT_WRITERS, P.TUNE_WRITERS)
+    assert set(P.TRAIN_WRITERS) == set(CM.NON_REPORT) and not set(P.TRAIN_WRITERS) & set(P.REPORT_WRITERS)
 
 
 def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(tmp_path):
