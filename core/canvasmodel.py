@@ -26,8 +26,9 @@ averaged 99.86 %, three 99.86 %; but their answers on non-digits spread out more
 network: at 0.70 one network flagged 0.75 % of the real digits and 88.0 % of non-digits, two 0.62 %
 and 91.1 %, three 0.68 % and 91.4 %. So three, and the not-a-digit threshold
 (core.outlier.NOT_A_DIGIT_BELOW) was chosen from the same figures. All five folds (``--cross-validate
-0,1,2,3,4``, all 20 writers) gave three networks 99.52 %, worst size 20 % 98.8 %, and at 0.66 0.78 % of
-the digits and 91.3 % of non-digits flagged. Folds 3 and 4 were the hardest (99.08 %); their misread
+0,1,2,3,4``, all 20 writers; these figures too are from before the marks below) gave three
+networks 99.52 %, worst size 20 % 98.8 %, and at 0.66 0.78 % of the digits and 91.3 % of non-digits
+flagged. Folds 3 and 4 were the hardest (99.08 %); their misread
 digits included a slashed 0, a 1 whose flag runs most of its height and a 4 with an open top. So
 ``vary`` also slashes 0s and draws longer flags: one network on folds 3 and 4 read 99.17 % with them
 against 98.70 % without. Then the bundled networks are trained on all 20; the report writers are

@@ -27,10 +27,10 @@ from core import pendigits as P
 
 NOT_A_DIGIT_BELOW = 0.66  # the most likely digit's probability under which a drawing is flagged
 # Chosen by cross-validation on the 20 writers that are not report writers (python -m core canvasmodel
-# --cross-validate 0,1): the bundled recipe's three networks, trained without 8 of them, flag 0.50 % of
-# those 8 writers' digits and 90.9 % of non-digits made from them at 0.66 (0.39 % and 89.6 % at 0.62,
-# 0.67 % and 91.4 % at 0.70): the most non-digits flagged while flagging at most half the 1 % of digits
-# allowed, a margin for writers less tidy than those 8.
+# --cross-validate 0,1, before the recipe drew slashed 0s): the recipe's three networks, trained without
+# 4 of them at a time, flag 0.50 % of those 8 writers' digits and 90.9 % of non-digits made from them at
+# 0.66 (0.39 % and 89.6 % at 0.62, 0.68 % and 91.4 % at 0.70): the most non-digits flagged while flagging
+# at most half the 1 % of digits allowed, a margin for writers less tidy than those 8.
 MESSAGE = "This does not look like a digit"
 
 
