@@ -15,9 +15,13 @@ def bundled():
     return checkpoint.load(paths.BUNDLED_MODEL).build()
 
 
-def seven() -> np.ndarray:
+def digit_image(digit: int) -> np.ndarray:
     style = Style(height=0.7, aspect=0.65, cx=0.5, cy=0.5, slant=0.1, rotate_deg=0, stroke=0.07, wobble=0)
-    return preprocess(render(place(TEMPLATES[7][0], style, 280), 280, 20)).image
+    return preprocess(render(place(TEMPLATES[digit][0], style, 280), 280, 20)).image
+
+
+def seven() -> np.ndarray:
+    return digit_image(7)
 
 
 def test_gradient_saliency_matches_autograd_done_by_hand(bundled):
@@ -43,12 +47,18 @@ def test_a_pixel_the_model_cannot_see_has_zero_saliency(method):
 
 
 def test_smoothgrad_is_smoother_than_the_raw_gradient(bundled):
-    image = seven()
-    raw, smooth = insight.gradient_saliency(bundled, image, 7), insight.smoothgrad(bundled, image, 7, samples=64)
     # total variation per unit of saliency: how much the map jumps from pixel to pixel for what it says
     tv = lambda a: np.abs(np.diff(a / a.sum(), axis=0)).sum() + np.abs(np.diff(a / a.sum(), axis=1)).sum()  # noqa: E731
-    assert tv(smooth) < tv(raw)
-    np.testing.assert_array_equal(smooth, insight.smoothgrad(bundled, image, 7, samples=64))  # seeded: repeatable
+    raw, smooth = [], []
+    for digit in range(10):  # one image can go either way; over ten digits the effect is clear
+        image = digit_image(digit)
+        raw.append(tv(insight.gradient_saliency(bundled, image, digit)))
+        smooth.append(tv(insight.smoothgrad(bundled, image, digit, samples=64)))
+    # measured for the bundled model: smoother for 9 of the 10, on average 1.33 against 1.57
+    assert sum(s < r for s, r in zip(smooth, raw)) >= 8 and np.mean(smooth) < 0.9 * np.mean(raw)
+    image = seven()
+    np.testing.assert_array_equal(insight.smoothgrad(bundled, image, 7, samples=64),
+                                  insight.smoothgrad(bundled, image, 7, samples=64))  # seeded: repeatable
 
 
 def test_feature_maps_match_an_independent_forward_pass(bundled):
