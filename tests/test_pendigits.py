@@ -77,7 +77,7 @@ def test_a_small_subset_drawn_afresh_gives_the_full_runs_answers(bundled, full_r
 
 def test_the_bundled_model_reads_pen_written_digits_of_writers_it_never_saw(bundled, full_report):
     assert not set(bundled.train_config.get("pen_writers", [])) & set(P.REPORT_WRITERS)
-    # measured: 98.77 % overall, 98.0 % for the worst brush or size (the goals are 99 % and 98 %)
+    # measured: 98.89 % overall, 98.3 % for the worst brush or size (the goals are 99 % and 98 %)
     assert full_report.accuracy >= 0.985
     assert min(full_report.by("width").values()) >= 0.97 and min(full_report.by("size").values()) >= 0.97
     assert bundled.metrics["test_acc"] >= 0.99
@@ -129,7 +129,7 @@ def rates(bundled):
 
 
 def test_non_digits_are_flagged_and_pen_written_digits_pass(rates):
-    # measured (40 a family): 92.9 % of non-digits, 0.97 % of the digits (the goals are 90 % and 1 %)
+    # measured (40 a family): 92.1 % of non-digits, 0.86 % of the digits (the goals are 90 % and 1 %)
     assert rates["non_digits_flagged"] >= 0.9
     assert rates["digits_flagged"] <= 0.0125
     for family in ("letter", "scribble", "shape", "blob", "fashion"):
@@ -179,7 +179,7 @@ def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(
     nets = []
     for seed in range(2):  # two small untrained networks stand in for the fold's kept ones
         net = M.build_model(CM.MEMBER, generator=torch.Generator().manual_seed(seed)).eval()
-        checkpoint.save(checkpoint.from_model(net, CM.MEMBER, dataset="mnist"), tmp_path / f"fold0-seed{seed}-epochs6.pt")
+        checkpoint.save(checkpoint.from_model(net, CM.MEMBER, dataset="mnist"), tmp_path / f"fold0-seed{seed}-epochs{CM.EPOCHS}.pt")
         nets.append(net)
     result = CM.cross_validate((0,), members=2, keep=tmp_path, thresholds=(0.5, 0.99))
     assert set(result) == {1, 2}
@@ -225,3 +225,43 @@ def test_random_canvases_can_favour_the_thickest_brushes_their_size_allows():
     expected = P.render(P.place(sample.strokes, size, width, canvas=P.CANVAS, aspect_jitter=float(rng.uniform(0.8, 1.2)),
                                 offset=tuple(rng.uniform(0, 1, 2))), width, P.CANVAS)
     np.testing.assert_array_equal(first, expected)
+
+
+def test_a_stroke_runs_on_straight_past_its_end_or_before_its_start():
+    from core import canvasmodel as CM
+
+    line = np.stack([np.linspace(0, 10, 11), np.zeros(11)], 1).astype(np.float32)  # left to right
+    longer = CM._extend(line, 4.0, at_end=True)
+    np.testing.assert_array_equal(longer[:-1], line)
+    np.testing.assert_allclose(longer[-1], (14.0, 0.0), atol=1e-5)
+    earlier = CM._extend(line, 3.0, at_end=False)
+    np.testing.assert_array_equal(earlier[1:], line)
+    np.testing.assert_allclose(earlier[0], (-3.0, 0.0), atol=1e-5)
+    dot = np.zeros((5, 2), np.float32)  # a dot has no direction: it stays a dot
+    np.testing.assert_array_equal(CM._extend(dot, 4.0, at_end=True), dot)
+
+
+def test_loosened_strokes_keep_their_shape_and_only_move_or_grow_a_little():
+    from core import canvasmodel as CM
+
+    four = next(s for s in P.load(writers=P.FIT_WRITERS) if s.digit == 4 and len(s.strokes) == 2)
+    size = float(np.ptp(np.concatenate(four.strokes), 0).max())
+    before = [s.copy() for s in four.strokes]
+    rng = np.random.default_rng(0)
+    moved = grown = 0
+    for _ in range(200):
+        out = CM._loosen(four.strokes, size, rng)
+        assert len(out) == 2
+        first, second = out
+        np.testing.assert_array_equal(first[-len(four.strokes[0]):] if len(first) > len(four.strokes[0]) else first,
+                                      four.strokes[0])  # the first stroke is never moved, at most begun earlier
+        shift = second[:len(four.strokes[1])] - four.strokes[1]
+        assert np.allclose(shift, shift[0], atol=1e-3)  # the later stroke moves whole
+        moved += bool(np.abs(shift[0]).max() > 1e-3)
+        if len(second) > len(four.strokes[1]):
+            grown += 1
+            assert np.hypot(*(second[-1] - second[-2])) <= 0.3 * size + 1e-3
+    assert 60 < moved < 140 and 30 < grown < 90  # about half the strokes moved, about 30 % drawn on
+    for kept, was in zip(four.strokes, before):  # the sample itself is left as it was
+        np.testing.assert_array_equal(kept, was)
+

@@ -16,7 +16,7 @@ import sys
 
 from core import checkpoint
 from core import pendigits as P
-from core.canvasmodel import FOLDS, MEMBERS, build, cross_validate
+from core.canvasmodel import EPOCHS, FOLDS, MEMBERS, build, cross_validate
 from core.models import MAX_MEMBERS
 
 
@@ -40,7 +40,7 @@ def _print_cross_validation(result: dict, folds) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core canvasmodel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"per network (default {EPOCHS})")
     p.add_argument("--seed", type=int, default=0, help="the first member's seed; the next ones count up from it")
     p.add_argument("--members", type=int, default=MEMBERS, help=f"networks averaged (default {MEMBERS}; 1: a single CNN)")
     what = p.add_mutually_exclusive_group(required=True)
