@@ -37,8 +37,8 @@ not-a-digit threshold (core.outlier.NOT_A_DIGIT_BELOW). Tried there and not kept
 runs on up beside its stem (one network 99.26 %, no better; the report writers' 6s read the same
 with it); with it, five networks (99.41 % against three's 99.48 %); and 10 epochs (three networks
 99.46 % against 99.40 %, 5 drawings of 8,000 for two thirds more training; the report writers
-98.85 % against 98.89 %). Then the bundled networks are trained on all 20; the report writers are never
-seen (figures: ``python -m core pendigits`` and ``python -m core outlier``). Everything is seeded:
+98.85 % against 98.89 %). Then the bundled networks are trained on all 20; the report writers
+are never seen (figures: ``python -m core pendigits`` and ``python -m core outlier``). Everything is seeded:
 the same command writes the same weights on the same machine and PyTorch.
 """
 
@@ -102,7 +102,7 @@ def _loosen(strokes: list[np.ndarray], size: float, rng: np.random.Generator) ->
     """How loosely people join and end their strokes: a later stroke lands a little off where the first one
     left room for it (an open or crossed top on a 4, a 5's bar adrift), and a stroke runs on past where it
     meant to stop (a 6 whose loop crosses its stem, a 0 with a tail)."""
-    out = [s.copy() for s in strokes]
+    out = list(strokes)  # moved or extended strokes are new arrays; the caller's are left as they are
     for i in range(1, len(out)):
         if rng.uniform() < 0.5:
             out[i] = out[i] + rng.normal(0, 0.06 * size, 2).astype(np.float32)
