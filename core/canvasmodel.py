@@ -38,8 +38,8 @@ runs on up beside its stem (one network 99.26 %, no better; the report writers' 
 with it); with it, five networks (99.41 % against three's 99.48 %); and 10 epochs (three networks
 99.46 % against 99.40 %, 5 drawings of 8,000 for two thirds more training; the report writers
 98.85 % against 98.89 %). Then the bundled networks are trained on all 20; the report writers
-are never seen (figures: ``python -m core pendigits`` and ``python -m core outlier``). Everything is seeded:
-the same command writes the same weights on the same machine and PyTorch.
+are never seen (figures: ``python -m core pendigits`` and ``python -m core outlier``). Everything is
+seeded: the same command writes the same weights on the same machine and PyTorch.
 """
 
 from __future__ import annotations
