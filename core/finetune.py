@@ -17,7 +17,9 @@ Command line: ``python -m core finetune [--checkpoint PATH] [--folder DIR] [--sa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from core import checkpoint
 from core.classset import ClassSet, mnist_only
 from core.data import DATASETS, Augment, load_dataset, random_affine
+from core.jobs import SlotPool, default_slots
 
 MIN_DRAWINGS = 20  # fewer than this: refused, with what to add
 MIN_DIGITS = 2  # different digits needed: one digit alone teaches "always answer that digit"
@@ -38,6 +41,36 @@ STEPS = 150
 CLASS_BATCH, REPLAY_BATCH = 32, 64
 LR = 1e-3
 AUGMENT = Augment(degrees=10.0, translate=0.08, scale=(0.9, 1.1), shear=8.0, thicken=0.2)
+
+
+# Fine-tunes at once on this server, as many as training runs (one per two cores); the others wait their turn,
+# first come first served. Thirty students pressing the button together then get theirs one after another in
+# seconds each, instead of all of them sharing two cores for minutes while everyone else's page slows down.
+TURNS = SlotPool(default_slots())
+_tickets = itertools.count(1)
+
+
+@contextmanager
+def turn(waiting: Callable[[int], None] | None = None, pool: SlotPool | None = None):
+    """Wait for this server's turn to fine-tune, then hold it until the block ends.
+
+    While waiting, ``waiting(place)`` is called with the place in line (1: next) whenever it changes;
+    an exception raised from it (a page closed or rerun) gives the place up."""
+    pool = TURNS if pool is None else pool
+    ticket, last = next(_tickets), [None]
+
+    def cancelled() -> bool:
+        place = pool.position(ticket)
+        if waiting is not None and place is not None and place != last[0]:
+            last[0] = place
+            waiting(place)
+        return False
+
+    pool.acquire(ticket, cancelled)
+    try:
+        yield
+    finally:
+        pool.release(ticket)
 
 
 class FinetuneError(ValueError):

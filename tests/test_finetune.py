@@ -132,3 +132,50 @@ def test_the_class_set_page_says_what_fine_tuning_needs_on_a_tiny_set():
     assert at.button(key="classset.finetune").disabled
     assert any("at least 20 drawings" in i.value for i in at.info)
     assert session(at).current_source == "bundled"
+
+
+def test_fine_tunes_take_turns_and_the_waiting_one_hears_its_place_in_line():
+    import threading
+
+    pool = FT.SlotPool(1)
+    holding, release, told, started = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+    places = []
+
+    def first():
+        with FT.turn(pool=pool):
+            holding.set()
+            release.wait(30)
+
+    def waiting(place):
+        places.append(place)
+        told.set()
+
+    def second():
+        with FT.turn(waiting, pool=pool):
+            started.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert holding.wait(30)
+    b = threading.Thread(target=second)
+    b.start()
+    assert told.wait(30)  # told it is next while the first one still fine-tunes
+    assert places == [1] and not started.is_set() and len(pool.lineup()[1]) == 1
+    release.set()
+    assert started.wait(30)
+    a.join(30), b.join(30)
+    assert places == [1] and pool.lineup() == ([], [])
+
+
+def test_leaving_the_line_gives_the_place_up():
+    pool = FT.SlotPool(1)
+    with FT.turn(pool=pool):
+
+        def leave(place):
+            raise KeyboardInterrupt  # what a closed page does to the script waiting
+
+        with pytest.raises(KeyboardInterrupt):
+            with FT.turn(leave, pool=pool):
+                pass
+        assert pool.lineup()[1] == []
+    assert pool.lineup() == ([], [])

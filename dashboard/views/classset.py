@@ -221,8 +221,13 @@ def finetune_now() -> tuple:
         if p.step % 5 == 0 or p.step == p.total:
             bar.progress(p.step / p.total, text=f"Fine-tuning: step {p.step} of {p.total}, loss {p.loss:.3f}")
 
+    def waiting(place: int) -> None:
+        where = "yours is next" if place == 1 else f"yours is number {place} in line"
+        bar.progress(0.0, text=f"Waiting for a classmate's fine-tune to finish: {where}…")
+
     try:
-        result = FT.finetune(sess.current, store, progress=progress)
+        with FT.turn(waiting):
+            result = FT.finetune(sess.current, store, progress=progress)
         record = FT.save_run(result, author=state.owner())
     except (FT.FinetuneError, C.ClassSetError, OSError) as err:
         return ("error", str(err))
