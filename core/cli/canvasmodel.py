@@ -50,14 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thick", type=float, default=0.0, metavar="SHARE",
                    help="with --cross-validate: this share of the pen-written canvases drawn with the thickest brushes "
                         "allowed for their size (the bundled recipe: 0)")
+    p.add_argument("--restroke", type=float, default=0.0, metavar="SHARE",
+                   help="with --cross-validate: this share of each MNIST batch re-drawn as canvas strokes, its "
+                        "skeleton stroked with a round brush (the bundled recipe: 0)")
     args = p.parse_args(argv)
     if not 1 <= args.members <= MAX_MEMBERS:
         p.error(f"--members must be between 1 and {MAX_MEMBERS}")
     if args.cross_validate:
-        if not 0 <= args.thick <= 1:
-            p.error("--thick is a share between 0 and 1")
+        if not 0 <= args.thick <= 1 or not 0 <= args.restroke <= 1:
+            p.error("--thick and --restroke are shares between 0 and 1")
         _print_cross_validation(cross_validate(args.cross_validate, args.members, args.epochs, keep=args.keep,
-                                               thick=args.thick), args.cross_validate)
+                                               thick=args.thick, restroke=args.restroke), args.cross_validate)
         return 0
     ckpt, metrics = build(args.epochs, args.seed, args.members)
     path = checkpoint.save(ckpt, args.save)
