@@ -44,6 +44,7 @@ class SlotPool:
     def acquire(self, ticket: int, cancelled: Callable[[], bool]) -> bool:
         with self._cond:
             self._queue.append(ticket)
+            self._cond.notify_all()  # the line changed: whoever watches it sees so at once
             try:
                 while not (len(self._holders) < self.size and self._queue[0] == ticket):
                     if cancelled():

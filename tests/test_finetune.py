@@ -107,13 +107,26 @@ def test_the_command_line_refuses_a_tiny_set_with_the_reason(tmp_path):
     assert out.returncode == 2 and "at least 20 drawings" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_the_class_set_page_fine_tunes_shows_before_and_after_and_the_new_model_answers(tmp_path):
+def test_the_class_set_page_waits_its_turn_then_fine_tunes_shows_before_and_after_and_the_new_model_answers(
+        tmp_path, monkeypatch):
+    import threading
+
     from tests.apptest import app, session
 
     store = make_set(None, P.load(writers=P.REPORT_WRITERS[:3]), np.random.default_rng(5))
     at = app("views/classset.py")
     before = session(at).current
-    at.button(key="classset.finetune").click().run(timeout=240)  # seconds of training, slower on a busy machine
+    pool = FT.SlotPool(1)
+    monkeypatch.setattr(FT, "TURNS", pool)
+    # seconds of training, slower on a busy machine
+    page = threading.Thread(target=lambda: at.button(key="classset.finetune").click().run(timeout=240))
+    with FT.turn(pool=pool):  # a classmate's fine-tune holds the server's only turn
+        page.start()
+        with pool._cond:
+            assert pool._cond.wait_for(lambda: pool.lineup()[1], timeout=120)  # the page waits in line...
+        assert page.is_alive() and len(RunStore().list()) == 0
+    page.join(300)  # ...and fine-tunes once the turn is free
+    assert not page.is_alive() and pool.lineup() == ([], [])
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     labels = [m.label for m in at.metric]
