@@ -54,15 +54,14 @@ _tickets = itertools.count(1)
 def turn(waiting: Callable[[int], None] | None = None, pool: SlotPool | None = None):
     """Wait for this server's turn to fine-tune, then hold it until the block ends.
 
-    While waiting, ``waiting(place)`` is called with the place in line (1: next) whenever it changes;
+    While waiting, ``waiting(place)`` is called about four times a second with the place in line (1: next);
     an exception raised from it (a page closed or rerun) gives the place up."""
     pool = TURNS if pool is None else pool
-    ticket, last = next(_tickets), [None]
+    ticket = next(_tickets)
 
     def cancelled() -> bool:
         place = pool.position(ticket)
-        if waiting is not None and place is not None and place != last[0]:
-            last[0] = place
+        if waiting is not None and place is not None:
             waiting(place)
         return False
 

@@ -22,6 +22,16 @@ def run_active() -> bool:
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
+def script_yield_check() -> Callable[[], None]:
+    """What raises, on this page's script thread, once the page was closed or rerun (as any st call would):
+    for a wait that draws nothing for a while. A no-op outside a page or where Streamlit lacks it."""
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
+    except ImportError:
+        return lambda: None
+    return get_run_yield_check() or (lambda: None)
+
+
 def md_escape(text: str) -> str:
     """User text (a run's name) for a Markdown element: shown as typed, never as links, images or icons.
 

@@ -221,9 +221,14 @@ def finetune_now() -> tuple:
         if p.step % 5 == 0 or p.step == p.total:
             bar.progress(p.step / p.total, text=f"Fine-tuning: step {p.step} of {p.total}, loss {p.loss:.3f}")
 
+    shown, still_wanted = [None], widgets.script_yield_check()
+
     def waiting(place: int) -> None:
-        where = "yours is next" if place == 1 else f"yours is number {place} in line"
-        bar.progress(0.0, text=f"Waiting for a classmate's fine-tune to finish: {where}…")
+        still_wanted()  # a page closed or rerun leaves the line now, not after its turn
+        if place != shown[0]:
+            shown[0] = place
+            where = "yours is next" if place == 1 else f"yours is number {place} in line"
+            bar.progress(0.0, text=f"Waiting for a classmate's fine-tune to finish: {where}…")
 
     try:
         with FT.turn(waiting):
