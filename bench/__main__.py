@@ -355,11 +355,45 @@ def bench_pen(quick: bool) -> dict:
             if err.result is None:
                 raise
             r, kept = err.result, False
-    out.update({"finetune_kept": kept, "finetune_drawings": len(samples), "finetune_seconds": round(r.seconds, 2),
-                "finetune_held_out": r.held_out, "holdout_before": round(r.holdout_before, 4),
-                "holdout_after": round(r.holdout_after, 4), "mnist_before": round(r.mnist_before, 4),
-                "mnist_after": round(r.mnist_after, 4)})
+        out.update({"finetune_kept": kept, "finetune_drawings": len(samples), "finetune_seconds": round(r.seconds, 2),
+                    "finetune_held_out": r.held_out, "holdout_before": round(r.holdout_before, 4),
+                    "holdout_after": round(r.holdout_after, 4), "mnist_before": round(r.mnist_before, 4),
+                    "mnist_after": round(r.mnist_after, 4)})
+        steps = 30 if quick else finetune.STEPS
+        out["together"] = {"pages": 3, "steps": steps, "turns": finetunes_together(ckpt, store, 3, steps, turns=True),
+                           "at_once": finetunes_together(ckpt, store, 3, steps, turns=False)}
     return out
+
+
+def finetunes_together(ckpt, store, pages: int, steps: int, turns: bool) -> dict:
+    """``pages`` fine-tunes started at the same moment, as a class pressing the button together, each on its own
+    thread as Streamlit runs each page: seconds until the first and the last one ended. ``turns``: they take
+    turns as the server makes them (core.finetune.turn); otherwise all run at once."""
+    import threading
+
+    from core import finetune
+
+    pool = finetune.SlotPool(finetune.TURNS.size if turns else pages)
+    go, ended, lock = threading.Event(), [], threading.Lock()
+
+    def page() -> None:
+        go.wait()
+        with finetune.turn(pool=pool):
+            try:
+                finetune.finetune(ckpt, store, steps=steps)
+            except finetune.FinetuneError:  # ran, but did not help: it took its time all the same
+                pass
+        with lock:
+            ended.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=page) for _ in range(pages)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    go.set()
+    for t in threads:
+        t.join()
+    return {"slots": pool.size, "first_s": round(min(ended), 1), "last_s": round(max(ended), 1)}
 
 
 # ----------------------------------------------------------------------------- hostile
@@ -443,6 +477,10 @@ def show_pen(r: dict) -> None:
         f": {r['finetune_seconds']:.1f} s; held-out "
         f"({r['finetune_held_out']}) {r['holdout_before']:.1%} -> {r['holdout_after']:.1%}, MNIST "
         f"{r['mnist_before']:.2%} -> {r['mnist_after']:.2%}")
+    t = r["together"]
+    say(f"{t['pages']} pages pressing Fine-tune together ({t['steps']} steps each): taking turns "
+        f"({t['turns']['slots']} at a time), the first ends after {t['turns']['first_s']:.1f} s and the last after "
+        f"{t['turns']['last_s']:.1f} s; all at once, {t['at_once']['first_s']:.1f} s and {t['at_once']['last_s']:.1f} s")
 
 
 def show_hostile(r: dict) -> None:
