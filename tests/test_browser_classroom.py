@@ -7,9 +7,11 @@ import io
 import re
 import zipfile
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from core import pendigits as P
 from core.classset import ClassSet
 from tests.apptest import drawing
 from tests.browser import StreamlitServer, artifacts_dir, digit_strokes, draw_on, settled
@@ -143,3 +145,34 @@ def test_projector_mode_is_large_and_kept_across_pages(page, server):
     assert size() > normal and "projector=true" in page.url
     settled(page)  # the screenshot shows the page drawn, not its loading placeholders
     page.screenshot(path=SHOTS / "32-projector-train.png")
+
+
+def test_two_students_fine_tuning_at_once_take_turns_and_each_gets_a_model(browser, tmp_path, mirror_root):
+    home = tmp_path / "home"
+    store, rng = ClassSet(home / "classset"), np.random.default_rng(0)
+    for sample in P.load(writers=P.REPORT_WRITERS[:2]):  # 40 pen-written digits: enough to fine-tune on
+        store.add(P.random_canvas(sample.strokes, rng), sample.digit, background="dark")
+    srv = StreamlitServer(home, {"DIGITLAB_CLASSSET": str(home / "classset"), "DIGITLAB_TRAINING_SLOTS": "1"})
+    laptop = browser.new_context(viewport={"width": 1366, "height": 768})
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        pages = laptop.new_page(), phone.new_page()
+        for page in pages:
+            page.goto(srv.url + "/classset")
+        button = [p.get_by_role("button", name="Fine-tune the current model on our drawings") for p in pages]
+        for b in button:
+            expect(b).to_be_enabled(timeout=60_000)
+        button[0].click()
+        expect(pages[0].get_by_text(re.compile(r"^Fine-tuning: step"))).to_be_visible()
+        button[1].scroll_into_view_if_needed()
+        button[1].tap()
+        waiting = pages[1].get_by_text("Waiting for a classmate's fine-tune to finish: yours is next")
+        expect(waiting).to_be_visible()
+        pages[1].screenshot(path=SHOTS / "35-phone-waits-its-fine-tune-turn.png")
+        for page in pages:  # the laptop's ends, then the phone's runs and ends: both are kept and answer
+            expect(page.get_by_text("Held-out drawings (")).to_be_visible(timeout=240_000)
+            expect(page.get_by_text("it now answers on Draw")).to_be_visible()
+    finally:
+        laptop.close()
+        phone.close()
+        srv.stop()
