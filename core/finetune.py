@@ -44,8 +44,9 @@ AUGMENT = Augment(degrees=10.0, translate=0.08, scale=(0.9, 1.1), shear=8.0, thi
 
 
 # Fine-tunes at once on this server, as many as training runs (one per two cores); the others wait their turn,
-# first come first served. Thirty students pressing the button together then get theirs one after another in
-# seconds each, instead of all of them sharing two cores for minutes while everyone else's page slows down.
+# first come first served. A class pressing the button together gets its results one after another, the first
+# in seconds, instead of all of them at the very end (python -m bench --only pen: three pages, the first after
+# 20.7 s and the last after 62.0 s in turns, against 54.2 s and 54.7 s all at once).
 TURNS = SlotPool(default_slots())
 _tickets = itertools.count(1)
 
