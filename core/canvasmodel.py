@@ -340,9 +340,11 @@ def _fold_scores(nets, fold: int) -> dict:
 def cross_validate(folds=(0, 1), members: int = MEMBERS, epochs: int = EPOCHS, thresholds=(0.58, 0.62, 0.66, 0.7),
                    keep=None, log=sys.stderr, thick: float = 0.0, restroke: float = 0.0) -> dict:
     """How the recipe reads writers it never saw, with 1..``members`` networks averaged, and what each
-    not-a-digit threshold flags, from the non-report writers only. Returns {networks: {figures}}."""
+    not-a-digit threshold flags, from the non-report writers only. Returns {networks: {figures}}; "misread"
+    lists the written digits misread in any condition, most often first."""
     mnist = load_dataset("mnist")
     per_fold = [_fold_scores(_fold_members(mnist, f, members, epochs, keep, log, thick, restroke), f) for f in folds]
+    samples = [s for f in folds for s in P.load(writers=fold_writers(f)[1])]  # in the order the scores are
     out = {}
     conditions = P.grid()
     for k in range(1, members + 1):
@@ -351,5 +353,14 @@ def cross_validate(folds=(0, 1), members: int = MEMBERS, epochs: int = EPOCHS, t
         out[k] = {"accuracy": float(right.mean()), "drawings": int(len(labels)),
                   "worst": P.worst_condition(right.reshape(-1, len(conditions)), conditions),
                   "flags": {t: (float((~outlier.looks_like_digit(probs, t)).mean()),
-                                float((refused | ~outlier.looks_like_digit(neg, t)).mean())) for t in thresholds}}
+                                float((refused | ~outlier.looks_like_digit(neg, t)).mean())) for t in thresholds},
+                  "misread": _misread(samples, right.reshape(len(samples), -1),
+                                      probs.argmax(1).reshape(len(samples), -1))}
     return out
+
+
+def _misread(samples, right: np.ndarray, answers: np.ndarray) -> list[tuple[str, int, int, int]]:
+    """(sample, its digit, in how many conditions it was misread, the answer given most often), most often first."""
+    out = [(s.tag, s.digit, int((~r).sum()), int(np.bincount(a[~r]).argmax()))
+           for s, r, a in zip(samples, right, answers) if not r.all()]
+    return sorted(out, key=lambda m: -m[2])

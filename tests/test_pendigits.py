@@ -196,6 +196,12 @@ def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(
     by_size = {c.size for c in P.grid()}
     worst_size = min(right[:, [i for i, c in enumerate(P.grid()) if c.size == s]].mean() for s in by_size)
     assert result[2]["worst"][1] <= worst_size + 1e-12 and result[2]["worst"][1] <= result[2]["accuracy"]
+    misread = result[2]["misread"]  # the written digits behind the errors, most often misread first
+    assert sum(n for _, _, n, _ in misread) == int((both.argmax(1) != labels).sum())
+    assert [n for _, _, n, _ in misread] == sorted((n for _, _, n, _ in misread), reverse=True)
+    rows = {(s.tag, s.digit): row for s, row in zip(samples, right)}  # a tag is a writer's take, of every digit
+    for tag, digit, n, answer in misread:
+        assert (~rows[tag, digit]).sum() == n and answer != digit
     for k in (1, 2):  # a higher threshold flags at least as much of both
         (d_lo, n_lo), (d_hi, n_hi) = result[k]["flags"][0.5], result[k]["flags"][0.99]
         assert d_lo <= d_hi and n_lo <= n_hi
@@ -265,3 +271,15 @@ def test_loosened_strokes_keep_their_shape_and_only_move_or_grow_a_little():
     for kept, was in zip(four.strokes, before):  # the sample itself is left as it was
         np.testing.assert_array_equal(kept, was)
 
+
+
+def test_cross_validation_prints_the_written_digits_behind_the_errors(capsys):
+    from core.cli.canvasmodel import _print_cross_validation
+
+    figures = {"accuracy": 0.99, "drawings": 8000, "worst": ("size 20%", 0.98), "flags": {0.62: (0.005, 0.92)}}
+    result = {1: {**figures, "misread": []},
+              3: {**figures, "misread": [("UPV-W40-01", 5, 15, 3), ("UPV-W28-02", 4, 15, 9), ("UJI-W09-02", 5, 1, 3)]}}
+    _print_cross_validation(result, (3, 4), most=2)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("written digits misread by 3 networks (3; the 2 most often): ")
+    assert "UPV-W40-01's 5 as 3 in 15 of 50 conditions; UPV-W28-02's 4 as 9 in 15" in last and "UJI-W09-02" not in last

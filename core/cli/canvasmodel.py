@@ -6,7 +6,8 @@ writes the same weights on the same machine and PyTorch.
 ``--cross-validate`` measures the choices instead, on the 20 writers that are not report writers:
 for each fold the networks are trained without 4 of them and scored on those 4 (digits, and
 non-digits made from them), one network alone and several averaged, at a few not-a-digit
-thresholds. ``--keep DIR`` keeps each fold's networks there and reuses them on the next call.
+thresholds, and the written digits behind the errors (which sample, misread as what, in how many of
+its conditions). ``--keep DIR`` keeps each fold's networks there and reuses them on the next call.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ def _folds(text: str) -> tuple[int, ...]:
     return folds
 
 
-def _print_cross_validation(result: dict, folds) -> None:
+def _print_cross_validation(result: dict, folds, most: int = 10) -> None:
     for k, r in result.items():
         flags = "; ".join(f"at {t:.2f} digits flagged {d:.2%}, non-digits {n:.1%}" for t, (d, n) in r["flags"].items())
         print(f"{k} network{'s' if k > 1 else ''} averaged: {r['accuracy']:.2%} of {r['drawings']:,} drawings "
               f"(folds {','.join(map(str, folds))}), worst {r['worst'][0]} {r['worst'][1]:.1%}; {flags}")
+    k, conditions = max(result), len(P.grid())
+    misread = result[k]["misread"]
+    print(f"written digits misread by {k} network{'s' if k > 1 else ''} ({len(misread)}; the {min(most, len(misread))} "
+          "most often): " + ("; ".join(f"{tag}'s {digit} as {answer} in {n} of {conditions} conditions"
+                                      for tag, digit, n, answer in misread[:most]) or "none"))
 
 
 def main(argv: list[str] | None = None) -> int:
