@@ -186,14 +186,13 @@ class _Data:
     skeletons: torch.Tensor | None = None  # [60000, 56, 56] MNIST's training digits thinned, when restroke > 0
 
 
-_SKELETONS: dict[int, torch.Tensor] = {}  # by id of the MNIST images they were thinned from
+_SKELETONS: list[tuple[torch.Tensor, torch.Tensor]] = []  # (MNIST's images, their skeletons): thinned once a process
 
 
 def _mnist_skeletons(images: torch.Tensor) -> torch.Tensor:
-    if id(images) not in _SKELETONS:
-        _SKELETONS.clear()
-        _SKELETONS[id(images)] = restroke_mod.skeletons(images)
-    return _SKELETONS[id(images)]
+    if not _SKELETONS or _SKELETONS[0][0] is not images:
+        _SKELETONS[:] = [(images, restroke_mod.skeletons(images))]
+    return _SKELETONS[0][1]
 
 
 def _member_data(mnist, seed: int, log, writers=P.TRAIN_WRITERS, thick: float = 0.0, restroke: float = 0.0) -> _Data:
