@@ -122,7 +122,9 @@ LAYOUT_CSS = """<style>
 .stApp header button p { white-space: nowrap !important; overflow-wrap: normal; }  /* the page menu's "3 more" */
 /* a row of buttons or numbers wraps to the next line; it never squeezes one below its label's width */
 .stApp .st-key-train-buttons > *, .stApp .st-key-lesson-runs > *, .stApp .st-key-train-tiles > *,
-.stApp .st-key-eval-tiles > *, .stApp .st-key-models-tiles > * { flex-shrink: 0; max-width: 100%; }
+.stApp .st-key-eval-tiles > *, .stApp .st-key-models-tiles > *, .stApp .st-key-finetune-tiles > *,
+.stApp .st-key-classset-tiles > * {
+  flex-shrink: 0; max-width: 100%; }
 .stApp [data-testid="stMetricLabel"] { height: auto !important; min-height: 1.5rem; }
 .stApp [data-testid="stBaseButton-primary"], .stApp [data-testid="stBaseButton-secondary"] { height: auto; }
 .stApp [data-testid="stLayoutWrapper"]:has(> .st-key-train-settings) { flex: 1 1 260px; min-width: min(100%, 260px); }

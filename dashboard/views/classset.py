@@ -111,17 +111,18 @@ def model_ui() -> tuple[str, Callable[[], Checkpoint]]:
 def accuracy_ui(result: C.ModelScore, counts: list[int]) -> None:
     score = result.score
     right = int((score.labels == score.predictions).sum())
-    m1, m2, m3 = st.columns(3)
-    m1.metric("Accuracy on our drawings", f"{score.accuracy:.1%}")
-    m2.metric("Right", f"{right} of {len(score.labels)}")
-    m3.metric("On MNIST's test set", f"{result.test_acc:.2%}" if result.test_acc is not None else "–")
+    with st.container(horizontal=True, key="classset-tiles"):  # full numbers: a row wraps, never cuts one
+        st.metric("Accuracy on our drawings", f"{score.accuracy:.1%}", width="content")
+        st.metric("Right", f"{right} of {len(score.labels)}", width="content")
+        st.metric("On MNIST's test set", f"{result.test_acc:.2%}" if result.test_acc is not None else "–",
+                  width="content")
     per = score.per_class()
     bars = go.Figure(go.Bar(x=[str(d) for d in range(10)], y=[None if np.isnan(a) else a * 100 for a in per],
                             text=[f"{n}" for n in counts], marker_color=charts.SMOOTH,
                             hovertemplate="digit %{x}: %{y:.0f} % of %{text} drawings<extra></extra>"))
     bars.update_yaxes(range=[0, 100])
     bars.update_xaxes(type="category")
-    st.plotly_chart(charts.finish(bars, "Accuracy per digit on our drawings", 260, "%", "digit"),
+    st.plotly_chart(charts.finish(bars, "Accuracy per digit", 260, "%", "digit"),
                     config={"displayModeBar": False})
 
 
@@ -215,6 +216,7 @@ def finetune_ui(drawings: list[C.Drawing]) -> None:
 
 def finetune_now() -> tuple:
     """Fine-tune the current model with a progress bar; ("done", result, run name) or ("error", message)."""
+    line = st.empty()  # the place in line while waiting: its own line, which wraps where a bar's text would not
     bar = st.progress(0.0, text="Fine-tuning…")
 
     def progress(p: FT.Progress) -> None:
@@ -228,10 +230,12 @@ def finetune_now() -> tuple:
         if place != shown[0]:
             shown[0] = place
             where = "yours is next" if place == 1 else f"yours is number {place} in line"
-            bar.progress(0.0, text=f"Waiting for a classmate's fine-tune to finish: {where}…")
+            line.markdown(f"Waiting for a classmate's fine-tune to finish: {where}…")
+            bar.progress(0.0, text="Waiting for your turn…")
 
     try:
         with FT.turn(waiting):
+            line.empty()
             result = FT.finetune(sess.current, store, progress=progress)
         record = FT.save_run(result, author=state.owner())
     except (FT.FinetuneError, C.ClassSetError, OSError) as err:
@@ -246,12 +250,13 @@ def finetune_outcome_ui(outcome: tuple | None) -> None:
     if not outcome or outcome[0] == "error":
         return
     result, run_name = outcome[1], outcome[2]
-    f1, f2, f3 = st.columns(3)
-    f1.metric(f"Held-out drawings ({result.held_out})", f"{result.holdout_after:.1%}",
-              f"{100 * (result.holdout_after - result.holdout_before):+.1f} points")
-    f2.metric("MNIST's test set", f"{result.mnist_after:.2%}",
-              f"{100 * (result.mnist_after - result.mnist_before):+.2f} points")
-    f3.metric("Time", f"{result.seconds:.1f} s", f"{result.trained_on} drawings learnt", delta_color="off")
+    with st.container(horizontal=True, key="finetune-tiles"):  # full numbers: a row wraps, never cuts one
+        st.metric(f"Held-out drawings ({result.held_out})", f"{result.holdout_after:.1%}",
+                  f"{100 * (result.holdout_after - result.holdout_before):+.1f} points", width="content")
+        st.metric("MNIST's test set", f"{result.mnist_after:.2%}",
+                  f"{100 * (result.mnist_after - result.mnist_before):+.2f} points", width="content")
+        st.metric("Time", f"{result.seconds:.1f} s", f"{result.trained_on} drawings learnt", delta_color="off",
+                  width="content")
     st.success(f"Before: {result.holdout_before:.1%} of the held-out drawings, {result.mnist_before:.2%} of MNIST. "
                f"Saved as the run “{widgets.md_escape(run_name)}”; it now answers on Draw.")
     if result.suspects:
