@@ -339,7 +339,7 @@ def bench_pen(quick: bool) -> dict:
     report = P.evaluate(model, P.load(writers=P.REPORT_WRITERS[:2]) if quick else None)
     worst, worst_acc = report.worst_condition()
     flags = outlier.flag_rates(model, per_family=5 if quick else 100)
-    out = {"set": report.summary()["set"], "drawings": int(report.correct.size), "accuracy": round(report.accuracy, 4),
+    out = {"set": report.summary()["set"], "drawings": int(report.correct.size), "accuracy": round(report.accuracy, 6),
            "worst_condition": worst, "worst_condition_acc": round(worst_acc, 4),
            "non_digits": flags["non_digits"], "non_digits_flagged": flags["non_digits_flagged"],
            "digits_flagged": flags["digits_flagged"]}

@@ -85,14 +85,25 @@ class EnsembleConfig:
 
     member: Union[MLPConfig, CNNConfig] = CNNConfig()
     count: int = 3
+    tilts: tuple[float, ...] = ()  # degrees: when answering, each member also reads the input tilted by these
     kind: str = "ensemble"
 
 
 ModelConfig = Union[MLPConfig, CNNConfig, EnsembleConfig]
 MAX_MEMBERS = 8
+MAX_TILTS = 4  # extra views per member
+MAX_TILT = 45.0  # degrees either way; nobody writes a digit tilted further
 
 
 MAX_LAYERS = 8  # hidden layers of an MLP, fully connected layers of a CNN's head
+
+
+def _check_tilts(tilts) -> None:
+    if not isinstance(tilts, tuple) or len(tilts) > MAX_TILTS:
+        raise ValueError(f"an ensemble reads its input tilted by at most {MAX_TILTS} angles")
+    for a in tilts:
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < abs(a) <= MAX_TILT:
+            raise ValueError(f"a tilt is a non-zero angle of at most {MAX_TILT:g} degrees either way")
 
 
 def _check(cfg: ModelConfig) -> None:
@@ -101,6 +112,7 @@ def _check(cfg: ModelConfig) -> None:
             raise ValueError("an ensemble's member is an MLP or a CNN")
         if isinstance(cfg.count, bool) or not isinstance(cfg.count, int) or not 2 <= cfg.count <= MAX_MEMBERS:
             raise ValueError(f"an ensemble has 2 to {MAX_MEMBERS} members")
+        _check_tilts(cfg.tilts)
         _check(cfg.member)
         return
     widths = cfg.hidden if isinstance(cfg, MLPConfig) else tuple(cfg.channels) + tuple(cfg.fc)
@@ -166,16 +178,42 @@ class Ensemble(nn.Module):
 
     Those are logits like any model's: their softmax is the members' average, and cross-entropy
     on them trains the ensemble as one model (fine-tuning does).
+
+    With ``tilts``, each member answering (in eval mode) also reads the input tilted by each of
+    those angles, and all those answers are averaged: a digit written at a slant is then read
+    upright by some view. Training (``train()`` mode) reads the input as it is, once: it has its own
+    random tilts, and the views would cost it as many times the time.
     """
 
     def __init__(self, cfg: EnsembleConfig = EnsembleConfig()):
         super().__init__()
         _check(cfg)
         self.members = nn.ModuleList(_construct(cfg.member) for _ in range(cfg.count))
+        self.tilts = tuple(float(a) for a in cfg.tilts)
 
     def forward(self, x):
-        logp = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
-        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+        tilts = () if self.training else self.tilts
+        views = torch.cat([x] + [tilted(x, a) for a in tilts]) if tilts else x
+        logp = torch.stack([torch.log_softmax(m(views), dim=1) for m in self.members])  # [members, views * n, k]
+        answers = len(self.members) * (1 + len(tilts))
+        logp = logp.reshape(answers, x.shape[0], logp.shape[-1])  # the views are blocks of n along the batch
+        return torch.logsumexp(logp, dim=0) - math.log(answers)
+
+
+def tilted(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Images [n, c, h, w] tilted by ``degrees`` about their centre (bilinear). What comes in from beyond the
+    edge repeats the edge, which for a drawing is background, whatever the normalisation made of it.
+
+    The sampling grid is written out rather than taken from ``F.affine_grid``: ONNX's opset 17, which
+    exports use, has ``GridSample`` but not ``AffineGrid``."""
+    a = math.radians(degrees)
+    c, s = math.cos(a), math.sin(a)
+    h, w = x.shape[-2], x.shape[-1]
+    ys = (torch.arange(h, dtype=x.dtype, device=x.device) * 2 + 1) / h - 1  # pixel centres in [-1, 1]
+    xs = (torch.arange(w, dtype=x.dtype, device=x.device) * 2 + 1) / w - 1
+    gx, gy = xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)
+    grid = torch.stack((c * gx - s * gy, s * gx + c * gy), dim=-1).unsqueeze(0).expand(x.shape[0], h, w, 2)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def is_seed(cfg: ModelConfig) -> bool:
@@ -247,10 +285,19 @@ def count_parameters(model_or_cfg: nn.Module | ModelConfig) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def tilts_text(tilts) -> str:
+    """'±8°' for (8, -8); '+5°, -10°' when the tilts are not in pairs."""
+    angles = sorted({abs(a) for a in tilts})
+    if all(a in tilts and -a in tilts for a in angles):
+        return ", ".join(f"±{a:g}°" for a in angles)
+    return ", ".join(f"{a:+g}°" for a in tilts)
+
+
 def describe(cfg: ModelConfig) -> str:
     """A short human name: 'seed CNN', 'CNN 16-32 / 128, batch norm, dropout 0.25'."""
     if isinstance(cfg, EnsembleConfig):
-        return f"{cfg.count} × {describe(cfg.member)}, probabilities averaged"
+        views = f", also read tilted {tilts_text(cfg.tilts)}" if cfg.tilts else ""
+        return f"{cfg.count} × {describe(cfg.member)}, probabilities averaged{views}"
     if is_seed(cfg):
         return "seed MLP" if isinstance(cfg, MLPConfig) else "seed CNN"
     if isinstance(cfg, MLPConfig):
@@ -277,7 +324,10 @@ REGISTRY: dict[str, ModelConfig] = {
 
 def config_to_dict(cfg: ModelConfig) -> dict:
     if isinstance(cfg, EnsembleConfig):
-        return {"member": config_to_dict(cfg.member), "count": cfg.count, "kind": cfg.kind}
+        d = {"member": config_to_dict(cfg.member), "count": cfg.count, "kind": cfg.kind}
+        if cfg.tilts:  # written only when there are any: an ensemble without reads as it always did
+            d["tilts"] = list(cfg.tilts)
+        return d
     d = asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -313,13 +363,16 @@ def config_from_dict(d: dict) -> ModelConfig:
 
 
 def _ensemble_from_dict(d: dict) -> EnsembleConfig:
-    unknown = set(d) - {"member", "count", "kind"}
+    unknown = set(d) - {"member", "count", "tilts", "kind"}
     if unknown:
         raise ValueError(f"unknown model config fields: {sorted(unknown)}")
     member = d.get("member")
     if not isinstance(member, dict) or member.get("kind") not in ("mlp", "cnn"):
         raise ValueError("an ensemble's member is an MLP or a CNN config")
-    cfg = EnsembleConfig(member=config_from_dict(member), count=d.get("count"))
+    tilts = d.get("tilts", [])
+    if not isinstance(tilts, list):
+        raise ValueError("an ensemble's tilts are a list of angles")
+    cfg = EnsembleConfig(member=config_from_dict(member), count=d.get("count"), tilts=tuple(tilts))
     _check(cfg)
     return cfg
 

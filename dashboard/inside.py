@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import insight
+from core import models as M
 from core.inference import classify
 from dashboard import charts, words
 from dashboard.widgets import pixelated
@@ -63,8 +64,10 @@ def network_view(choice, pre) -> None:
         maps = []
     shown_net = insight.looked_into(model)[1]
     if shown_net:
-        st.caption(f"This model answers with several networks together (their probabilities averaged); below is "
-                   f"{shown_net}.")
+        tilts = getattr(model, "tilts", ())
+        views = f", each reading your drawing as it is and tilted {M.tilts_text(tilts)}" if tilts else ""
+        st.caption(f"This model answers with several networks together{views} (all their probabilities averaged); "
+                   f"below is {shown_net}.")
     if maps:
         st.caption("Each small image is one channel: bright where that filter found its pattern in your drawing. "
                    f"**ReLU**: {words.term('ReLU')} **Max pooling**: {words.term('max pooling')}")

@@ -83,13 +83,14 @@ def test_predict_cli_reports_unreadable_files_and_bad_checkpoints(tmp_path):
 
 
 def test_the_bundled_model_is_the_canvas_cnn_and_the_tutorials_cnn_stays_a_preset():
-    from core import models, presets
+    from core import canvasmodel, models, presets
 
     path = ROOT / "core" / "assets" / "default-cnn.pt"
     ckpt = checkpoint.load(path)
     assert ckpt.name == "Canvas CNN" and ckpt.dataset == "mnist" and ckpt.train_config["recipe"] == "core.canvasmodel"
     assert ckpt.metrics["test_acc"] >= 0.99 and ckpt.metrics["pen_acc"] >= 0.98 and path.stat().st_size < 3 * 2**20
     assert isinstance(ckpt.model_config, models.EnsembleConfig) and ckpt.model_config.count == ckpt.train_config["members"] == 3
+    assert ckpt.model_config.tilts == tuple(ckpt.train_config["tilts"]) == canvasmodel.TILTS  # what the recipe says
     assert drawn.drawn_accuracy(ckpt.build(), per_digit=20, seed=99) >= 0.9  # the synthetic stroke set too
     assert models.is_seed(presets.TRAIN_PRESETS["default-cnn"].model) and "seed-cnn" in models.REGISTRY
 

@@ -105,6 +105,47 @@ def test_an_ensemble_config_travels_as_plain_data_and_bad_ones_are_refused():
             M.config_from_dict(bad)
 
 
+TILTING = M.EnsembleConfig(member=ENSEMBLE.member, count=2, tilts=(8.0, -8.0))
+
+
+def test_tilting_moves_pixels_about_the_centre_and_fills_from_the_edge():
+    x = torch.zeros(2, 1, 28, 28)
+    x[0, 0, 3:9, 5:7] = 1.0  # a bar near the top left; the second image is background only
+    x[1] -= 0.42  # background as MNIST's normalisation leaves it
+    quarter = M.tilted(x, 90.0)  # pixel centres land on pixel centres: an exact quarter turn, anticlockwise
+    assert torch.allclose(quarter[0, 0], torch.rot90(x[0, 0], 1), atol=1e-5)
+    assert torch.allclose(M.tilted(x, 8.0)[1], x[1])  # nothing but background comes in from beyond the edge
+    small = M.tilted(x, 8.0)[0, 0]
+    assert 0.9 < small.sum() / x[0, 0].sum() < 1.1 and not torch.allclose(small, x[0, 0], atol=0.1)
+    assert torch.allclose(M.tilted(M.tilted(x, 8.0), -8.0)[0, 0, 14], x[0, 0, 14], atol=1e-5)  # untouched rows stay
+
+
+def test_an_ensemble_with_tilts_averages_every_member_over_every_view_when_answering_only():
+    model = M.build_model(TILTING, generator=torch.Generator().manual_seed(0)).eval()
+    x = torch.randn(3, 1, 28, 28)
+    views = [x, M.tilted(x, 8.0), M.tilted(x, -8.0)]
+    mean = torch.stack([torch.softmax(m(v), 1) for m in model.members for v in views]).mean(0)
+    assert torch.allclose(model(x).exp(), mean, atol=1e-6)
+    plain = M.with_weights(M.EnsembleConfig(member=TILTING.member, count=2), model.state_dict())
+    assert not torch.allclose(model(x), plain(x), atol=1e-4)  # the views change the answer
+    model.train(), plain.train()
+    torch.manual_seed(1)
+    trained = model(x)
+    torch.manual_seed(1)
+    assert torch.allclose(trained, plain(x))  # learning reads each drawing once, as it is
+    assert M.describe(TILTING) == "2 × CNN 8-16 / 32, batch norm, probabilities averaged, also read tilted ±8°"
+    assert M.tilts_text((5.0, -10.0)) == "+5°, -10°"
+
+
+def test_tilts_travel_with_the_config_and_bad_ones_are_refused():
+    d = M.config_to_dict(TILTING)
+    assert d["tilts"] == [8.0, -8.0] and M.config_from_dict(d) == TILTING
+    assert "tilts" not in M.config_to_dict(ENSEMBLE)  # an ensemble without reads as it always did
+    for bad in ([0], [50], [-45.5], ["8"], [True], [1, 2, 3, 4, 5], "8", None, [float("nan")]):
+        with pytest.raises(ValueError):
+            M.config_from_dict({**d, "tilts": bad})
+
+
 def test_an_ensemble_is_looked_into_through_its_first_member():
     import numpy as np
 

@@ -171,6 +171,15 @@ def test_cross_validation_folds_hold_out_non_report_writers_and_the_bundled_mode
     assert set(P.TRAIN_WRITERS) == set(CM.NON_REPORT) and not set(P.TRAIN_WRITERS) & set(P.REPORT_WRITERS)
 
 
+def test_the_recipe_command_refuses_a_tilt_beyond_45_degrees_before_training_anything(capsys):
+    from core.cli import canvasmodel
+
+    for bad in ("50", "-3", "nan"):
+        with pytest.raises(SystemExit) as exit_:
+            canvasmodel.main(["--cross-validate", "3", "--tilt", bad])
+        assert exit_.value.code == 2 and "--tilt is between 0 and 45 degrees" in capsys.readouterr().err
+
+
 def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(tmp_path):
     import torch
 
@@ -189,7 +198,8 @@ def test_cross_validation_scores_each_count_of_networks_on_the_held_out_writers(
     labels = np.repeat([s.digit for s in samples], len(P.grid()))
     from core.inference import predict_proba
 
-    both = (predict_proba(nets[0], images) + predict_proba(nets[1], images)) / 2
+    both = predict_proba(CM.assemble(nets)[0], images)  # as the bundled kind of model answers: tilts and all
+    assert CM.assemble(nets)[1].tilts == CM.TILTS
     assert result[2]["accuracy"] == pytest.approx(float((both.argmax(1) == labels).mean()))
     assert result[2]["flags"][0.99][0] == pytest.approx(float((both.max(1) < 0.99).mean()))
     right = (both.argmax(1) == labels).reshape(len(samples), -1)

@@ -17,8 +17,8 @@ import sys
 
 from core import checkpoint
 from core import pendigits as P
-from core.canvasmodel import EPOCHS, FOLDS, MEMBERS, build, cross_validate
-from core.models import MAX_MEMBERS
+from core.canvasmodel import EPOCHS, FOLDS, MEMBERS, TILTS, build, cross_validate
+from core.models import MAX_MEMBERS, MAX_TILT
 
 
 def _folds(text: str) -> tuple[int, ...]:
@@ -59,16 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restroke", type=float, default=0.0, metavar="SHARE",
                    help="with --cross-validate: this share of each MNIST batch re-drawn as canvas strokes, its "
                         "skeleton stroked with a round brush (the bundled recipe: 0)")
+    p.add_argument("--tilt", type=float, default=TILTS[0], metavar="DEGREES",
+                   help=f"each network also reads the drawing tilted this far either way (default {TILTS[0]:g}; "
+                        "0: only as it is)")
     args = p.parse_args(argv)
     if not 1 <= args.members <= MAX_MEMBERS:
         p.error(f"--members must be between 1 and {MAX_MEMBERS}")
+    if not 0 <= args.tilt <= MAX_TILT:
+        p.error(f"--tilt is between 0 and {MAX_TILT:g} degrees")
+    tilts = (args.tilt, -args.tilt) if args.tilt else ()
     if args.cross_validate:
         if not 0 <= args.thick <= 1 or not 0 <= args.restroke <= 1:
             p.error("--thick and --restroke are shares between 0 and 1")
         _print_cross_validation(cross_validate(args.cross_validate, args.members, args.epochs, keep=args.keep,
-                                               thick=args.thick, restroke=args.restroke), args.cross_validate)
+                                               thick=args.thick, restroke=args.restroke, tilts=tilts),
+                                args.cross_validate)
         return 0
-    ckpt, metrics = build(args.epochs, args.seed, args.members)
+    ckpt, metrics = build(args.epochs, args.seed, args.members, tilts=tilts)
     path = checkpoint.save(ckpt, args.save)
     print(f"MNIST test {metrics['test_acc']:.2%}; {P.SET_NAME}: {metrics['pen_acc']:.2%} "
           f"(worst: {metrics['pen_worst']} {metrics['pen_worst_acc']:.2%}); saved {path}", file=sys.stderr)
