@@ -44,8 +44,13 @@ def test_fine_tuning_learns_a_style_mnist_lacks_and_keeps_mnist(tmp_path, bundle
     samples = P.load(writers=P.REPORT_WRITERS[:6])  # 120 digits, six writers
     store = make_set(tmp_path / "set", samples, rng)
     seen = []
+    FT._MNIST_SCORES.clear()  # as on a fresh server
     result = FT.finetune(bundled, store, progress=seen.append)
-    assert seen[-1].step == seen[-1].total == FT.STEPS
+    learnt = [p for p in seen if not p.checking]
+    assert [p.step for p in learnt] == list(range(1, FT.STEPS + 1)) and learnt[-1].total == FT.STEPS
+    checks = [p.checking for p in seen if p.checking]  # the long checks report their progress too
+    assert checks[0] == "MNIST's test set, before" and checks[-1] == "MNIST's test set, after"
+    assert seen[-1].step == seen[-1].total == 10_000 and seen.index(learnt[0]) > checks.count(checks[0]) - 1
     assert result.held_out >= 25 and result.trained_on + result.held_out == len(store)
     assert result.holdout_before < 0.9  # the underline throws the bundled model
     assert result.holdout_after >= result.holdout_before + 0.1
@@ -55,6 +60,19 @@ def test_fine_tuning_learns_a_style_mnist_lacks_and_keeps_mnist(tmp_path, bundle
     again = record.checkpoint()
     assert again.metrics["classset_holdout_after_acc"] == pytest.approx(result.holdout_after)
     assert "pen_acc" not in again.metrics  # measured on other weights
+
+
+def test_a_model_already_scored_on_mnist_is_not_scored_again_and_its_fine_tune_starts_known(tmp_path, bundled):
+    rng = np.random.default_rng(1)
+    store = make_set(tmp_path / "set", P.load(writers=P.REPORT_WRITERS[:2]), rng)
+    FT._MNIST_SCORES.clear()
+    first = FT.finetune(bundled, store, steps=5)
+    seen = []
+    again = FT.finetune(checkpoint.load(paths.BUNDLED_MODEL), store, steps=5, progress=seen.append)  # read afresh
+    assert again.mnist_before == first.mnist_before == pytest.approx(bundled.metrics["test_acc"], abs=1e-4)
+    assert not [p for p in seen if p.checking == "MNIST's test set, before"]  # remembered, by its weights
+    assert FT.weights_key(first.checkpoint) != FT.weights_key(bundled)
+    assert FT._MNIST_SCORES[FT.weights_key(first.checkpoint)] == first.mnist_after  # fine-tuning it again: known
 
 
 @pytest.mark.parametrize("count, digits, message", [

@@ -220,7 +220,9 @@ def finetune_now() -> tuple:
     bar = st.progress(0.0, text="Fine-tuning…")
 
     def progress(p: FT.Progress) -> None:
-        if p.step % 5 == 0 or p.step == p.total:
+        if p.checking:
+            bar.progress(p.step / p.total, text=f"Checking {p.checking}: {p.step:,} of {p.total:,} images")
+        elif p.step % 5 == 0 or p.step == p.total:
             bar.progress(p.step / p.total, text=f"Fine-tuning: step {p.step} of {p.total}, loss {p.loss:.3f}")
 
     shown, still_wanted = [None], widgets.script_yield_check()
