@@ -207,12 +207,13 @@ def _remember(key: str, acc: float) -> None:
 
 
 def _mnist_before(ckpt: checkpoint.Checkpoint, model, sets: "_Sets", progress) -> float:
+    key = weights_key(ckpt)
     with _MNIST_LOCK:
-        known = _MNIST_SCORES.get(weights_key(ckpt))
+        known = _MNIST_SCORES.get(key)
     if known is not None:
         return known
     acc = _accuracy(model, sets.x_test, sets.y_test, progress, "MNIST's test set, before")
-    _remember(weights_key(ckpt), acc)
+    _remember(key, acc)
     return acc
 
 
