@@ -49,13 +49,20 @@ def test_a_pixel_the_model_cannot_see_has_zero_saliency(method):
 def test_smoothgrad_is_smoother_than_the_raw_gradient(bundled):
     # total variation per unit of saliency: how much the map jumps from pixel to pixel for what it says
     tv = lambda a: np.abs(np.diff(a / a.sum(), axis=0)).sum() + np.abs(np.diff(a / a.sum(), axis=1)).sum()  # noqa: E731
-    raw, smooth = [], []
-    for digit in range(10):  # one image can go either way; over ten digits the effect is clear
-        image = digit_image(digit)
-        raw.append(tv(insight.gradient_saliency(bundled, image, digit)))
-        smooth.append(tv(insight.smoothgrad(bundled, image, digit, samples=64)))
-    # measured for the bundled model: smoother for 9 of the 10, on average 1.33 against 1.57
-    assert sum(s < r for s, r in zip(smooth, raw)) >= 8 and np.mean(smooth) < 0.9 * np.mean(raw)
+    # The bundled model reads each drawing also tilted (core.models.Ensemble), which already averages its raw
+    # gradient over three views; SmoothGrad's own effect shows plainest on its networks reading the drawing once.
+    ckpt = checkpoint.load(paths.BUNDLED_MODEL)
+    as_drawn = M.with_weights(M.EnsembleConfig(member=ckpt.model_config.member, count=ckpt.model_config.count),
+                              ckpt.state_dict)
+    # measured: read once, smoother for 10 of the 10 digits, on average 1.34 against 1.63; the bundled model as it
+    # answers, 1.25 against 1.36 (its raw map is smoother to start with)
+    for model, most, ratio in ((as_drawn, 9, 0.9), (bundled, 0, 0.96)):
+        raw, smooth = [], []
+        for digit in range(10):  # one image can go either way; over ten digits the effect is clear
+            image = digit_image(digit)
+            raw.append(tv(insight.gradient_saliency(model, image, digit)))
+            smooth.append(tv(insight.smoothgrad(model, image, digit, samples=64)))
+        assert sum(s < r for s, r in zip(smooth, raw)) >= most and np.mean(smooth) < ratio * np.mean(raw)
     image = seven()
     np.testing.assert_array_equal(insight.smoothgrad(bundled, image, 7, samples=64),
                                   insight.smoothgrad(bundled, image, 7, samples=64))  # seeded: repeatable
