@@ -220,9 +220,13 @@ def finetune_now() -> tuple:
     bar = st.progress(0.0, text="Fine-tuning…")
 
     def progress(p: FT.Progress) -> None:
-        if p.checking:
-            bar.progress(p.step / p.total, text=f"Checking {p.checking}: {p.step:,} of {p.total:,} images")
-        elif p.step % 5 == 0 or p.step == p.total:
+        if p.checking:  # what is checked on its own line, which wraps where a bar's text would run onto the bar
+            line.markdown(f"Checking {p.checking}…")
+            bar.progress(p.step / p.total, text=f"{p.step:,} of {p.total:,} images")
+            return
+        if p.step == 1:
+            line.empty()
+        if p.step % 5 == 0 or p.step == p.total:
             bar.progress(p.step / p.total, text=f"Fine-tuning: step {p.step} of {p.total}, loss {p.loss:.3f}")
 
     shown, still_wanted = [None], widgets.script_yield_check()
@@ -238,7 +242,10 @@ def finetune_now() -> tuple:
     try:
         with FT.turn(waiting):
             line.empty()
-            result = FT.finetune(sess.current, store, progress=progress)
+            try:
+                result = FT.finetune(sess.current, store, progress=progress)
+            finally:
+                line.empty()  # the last check's line: the outcome says the rest
         record = FT.save_run(result, author=state.owner())
     except (FT.FinetuneError, C.ClassSetError, OSError) as err:
         return ("error", str(err))
