@@ -27,8 +27,10 @@ def finish(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) 
     legend = sum(1 for t in fig.data if t.showlegend is not False and t.name) > 1
     top = (48 if big else 40) + ((40 if big else 30) if legend else 0)
     fig.update_layout(
-        title=dict(text=title, font=dict(size=30 if big else 20, color=ink), x=0, xanchor="left", xref="paper",
-                   y=1, yanchor="top", yref="container", pad=dict(t=6)),
+        # from the chart's own left edge, not the plot's (which starts after the y axis's labels): a title
+        # fits a phone's width that way, with the type capped there (dashboard.widgets.LAYOUT_CSS)
+        title=dict(text=title, font=dict(size=30 if big else 20, color=ink), x=0, xanchor="left", xref="container",
+                   y=1, yanchor="top", yref="container", pad=dict(t=6, l=10)),
         height=int(height * 1.25) if big else height, margin=dict(l=10, r=10, t=top, b=10), font=text,
         legend=dict(orientation="h", x=0, xanchor="left", y=1, yanchor="bottom", font=text),
         xaxis_title=x_title, yaxis_title=y_title, uirevision="keep",  # keep zoom while the data grows

@@ -81,7 +81,7 @@ def network_view(choice, pre) -> None:
     weights = insight.first_layer_weights(model)
     order = np.argsort(-acts)
     fig = go.Figure(go.Bar(x=list(range(1, len(acts) + 1)), y=acts, marker_color=charts.SMOOTH))
-    charts.finish(fig, f"How strongly each of the {len(acts)} first-layer units fires", 260, "activation", "unit")
+    charts.finish(fig, "How strongly each unit fires", 260, "activation", f"unit (the first layer's {len(acts)})")
     st.plotly_chart(fig, key="draw.hidden_units", config={"displayModeBar": False})
     top = order[:16]
     st.markdown("**The weights of the 16 units that fire most, as 28×28 pictures** "

@@ -148,6 +148,8 @@ LAYOUT_CSS = """<style>
   .stApp .st-key-draw-row [data-testid="stLayoutWrapper"]:has(> .st-key-draw-answer) { order: 1; }
   .stApp .st-key-draw-row [data-testid="stLayoutWrapper"]:has(> .st-key-draw-classset) { order: 2; }
 }
+/* a chart's title is one line of SVG text, which cannot wrap: on a phone, projector mode's is capped */
+@media (max-width: 640px) { .stApp .js-plotly-plot .gtitle { font-size: 20px !important; } }
 /* stacked on a narrow screen, the run (buttons, progress, chart) comes first; side by side, settings left */
 .stApp .st-key-train-layout { flex-wrap: wrap-reverse; align-items: stretch; }
 </style>"""

@@ -153,6 +153,13 @@ TRUNCATED = r"""() => {
         if (t.left < r.left - 1 || t.right > r.right + 1 || t.top < r.top - 1 || t.bottom > r.bottom + 1
             || r.width < longest * 6) cut.push('squeezed: ' + text.slice(0, 60));
     }
+    // a chart's title is SVG text: it never wraps, and past the chart's edge it is cut off
+    for (const p of document.querySelectorAll('.js-plotly-plot')) {
+        const t = p.querySelector('.gtitle'), b = p.getBoundingClientRect();
+        if (!t || b.width === 0) continue;
+        const r = t.getBoundingClientRect();
+        if (r.left < b.left - 1 || r.right > b.right + 1) cut.push('chart title: ' + t.textContent.slice(0, 60));
+    }
     return cut;
 }"""
 
