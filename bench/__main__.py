@@ -14,7 +14,8 @@ Sections:
               headless; a 28x28 prediction in the server while a run trains, with 1 and 2 threads;
               what sending each batch event costs the worker, for each way of sending it
   classroom   the Models page's downloads (checkpoint, TorchScript, ONNX, each checked against
-              the model), and a class set of drawn digits scored, exported as a zip and imported
+              the model), a class set of drawn digits scored, exported as a zip and imported, and
+              MNIST's test set scored in the device's scoring batches against batches of 2,000
   gpu         time to 99 % on a CUDA GPU, with the card's name (only where one is present)
   hostile     what a hostile file can cost: the worst images for the canvas pipeline (preprocessing
               and a full answer, goal <= 100 ms), and every hostile checkpoint of bench.hostile loaded
@@ -308,7 +309,29 @@ def bench_classroom(quick: bool) -> dict:
         report = ClassSet(Path(tmp) / "copy").import_zip(data)
         out["classset_import_s"] = round(time.perf_counter() - t0, 3)
         out["classset_imported"] = report.added
+    out.update(scoring_batches(ckpt.build(), quick))
     return out
+
+
+def scoring_batches(model, quick: bool) -> dict:
+    """MNIST's test set scored as every check scores it (``core.data.scoring_batch``) against one batch of
+    2,000 at a time, the same model in this process: the seconds and their ratio (the better of two tries)."""
+    from core import data
+    from core.trainer import evaluate
+
+    mnist = load_dataset("mnist")
+    test = mnist.test.subset(2000) if quick else mnist.test
+    n = data.scoring_batch(test.images.device)
+    seconds = {}
+    for batch in (n, 2000):
+        tries = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            evaluate(model, test, mnist.info, batch_size=batch)
+            tries.append(time.perf_counter() - t0)
+        seconds[batch] = min(tries)
+    return {"scoring_images": len(test), "scoring_batch": n, "scoring_s": round(seconds[n], 2),
+            "scoring_2000_s": round(seconds[2000], 2), "scoring_ratio": round(seconds[2000] / seconds[n], 2)}
 
 
 # ----------------------------------------------------------------------------- gpu
@@ -470,6 +493,9 @@ def show_classroom(r: dict) -> None:
     say(f"class set of {r['classset_drawings']} drawings: scored in {r['classset_score_s']:.2f} s "
         f"({r['classset_accuracy']:.1%}), exported in {r['classset_export_s']:.2f} s, imported in "
         f"{r['classset_import_s']:.2f} s ({r['classset_imported']} added)")
+    say(f"MNIST's test set ({r['scoring_images']:,} images) scored in batches of {r['scoring_batch']:,}: "
+        f"{r['scoring_s']:.2f} s, against {r['scoring_2000_s']:.2f} s in batches of 2,000 "
+        f"({r['scoring_ratio']:.2f}x)")
 
 
 def show_gpu(r: dict) -> None:

@@ -286,6 +286,18 @@ def random_affine(x: torch.Tensor, aug: Augment, generator: torch.Generator | No
     return out
 
 
+# How many images a model scores at once when it only answers (no gradients). On a CPU a small batch's
+# activations stay in cache: the bundled model (three CNNs, nine readings an image) scores MNIST's test set
+# about 3x faster in batches of 64-256 than in one of 2,000 or 10,000. A GPU wants large batches.
+CPU_SCORING_BATCH = 128
+ACCELERATOR_SCORING_BATCH = 2000
+
+
+def scoring_batch(device: torch.device | str) -> int:
+    """Images to score at once on ``device`` (evaluation and checks, never training)."""
+    return CPU_SCORING_BATCH if torch.device(device).type == "cpu" else ACCELERATOR_SCORING_BATCH
+
+
 class BatchSampler:
     """Batches of normalised images and labels from a ``Split`` held on one device.
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from core.data import DATASETS, DatasetInfo
+from core.data import DATASETS, DatasetInfo, scoring_batch
 
 INK_THRESHOLD = 0.2  # ink below this (after background removal) is anti-aliasing fringe or noise
 MIN_INK_FRACTION = 0.0005  # fewer ink pixels than this share of the canvas: nothing drawn
@@ -311,14 +311,19 @@ def to_tensor(images: np.ndarray | list, info: DatasetInfo = DATASETS["mnist"]) 
 
 @torch.inference_mode()
 def predict_proba(model: nn.Module, images: np.ndarray | torch.Tensor, info: DatasetInfo = DATASETS["mnist"]) -> np.ndarray:
-    """Ten probabilities per image: [28, 28] -> [10]; [B, 28, 28] -> [B, 10]."""
+    """Ten probabilities per image: [28, 28] -> [10]; [B, 28, 28] -> [B, 10].
+
+    Many images are scored in batches fit for the model's device (``core.data.scoring_batch``).
+    """
     single = np.asarray(images).ndim == 2 if not isinstance(images, torch.Tensor) else images.ndim == 2
     x = images if isinstance(images, torch.Tensor) and images.ndim == 4 else to_tensor(images, info)
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        probs = F.softmax(model(x.to(device)).float(), dim=1).cpu().numpy()
+        n = scoring_batch(device)
+        probs = np.concatenate([F.softmax(model(x[i:i + n].to(device)).float(), dim=1).cpu().numpy()
+                                for i in range(0, len(x), n)]) if len(x) else np.zeros((0, 10), np.float32)
     finally:
         model.train(was_training)
     return probs[0] if single else probs

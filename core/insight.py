@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.data import DATASETS, BatchSampler, DatasetInfo, Split
+from core.data import DATASETS, BatchSampler, DatasetInfo, Split, scoring_batch
 from core.inference import to_tensor
 from core.models import Ensemble
 
@@ -156,12 +156,13 @@ class Evaluation:
 
 
 @torch.inference_mode()
-def evaluate_split(model: nn.Module, split: Split, info: DatasetInfo, batch_size: int = 2000) -> Evaluation:
+def evaluate_split(model: nn.Module, split: Split, info: DatasetInfo, batch_size: int | None = None) -> Evaluation:
     was_training = model.training
     model.eval()
     preds, confs = [], []
+    device = _device(model)
     try:
-        for x, _ in BatchSampler(split.to(_device(model)), info, batch_size, shuffle=False):
+        for x, _ in BatchSampler(split.to(device), info, batch_size or scoring_batch(device), shuffle=False):
             probs = F.softmax(model(x), dim=1)
             conf, pred = probs.max(1)
             preds.append(pred.cpu())

@@ -392,8 +392,7 @@ def evaluate(model, samples: list[Sample] | None = None, conditions: list[Condit
     if images is None:
         images = render_grid(samples, conditions)
     flat = images.reshape(-1, 28, 28)
-    probs = np.concatenate([predict_proba(model, flat[i:i + 2000]) for i in range(0, len(flat), 2000)])
-    probs = probs.reshape(len(samples), len(conditions), -1)
+    probs = predict_proba(model, flat).reshape(len(samples), len(conditions), -1)
     return Report(samples, conditions, probs.argmax(-1), probs.max(-1), writers_text({s.writer for s in samples}))
 
 

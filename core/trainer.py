@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core import models as M
-from core.data import Augment, BatchSampler, Dataset, Split, load_dataset
+from core.data import Augment, BatchSampler, Dataset, Split, load_dataset, scoring_batch
 from core.values import is_finite
 
 # Every value a setting may take, and the name the Train page shows for it. This is the one list: the
@@ -243,12 +243,13 @@ def device_label(device: torch.device) -> str:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, info, batch_size: int = 2000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``split``."""
+def evaluate(model: nn.Module, split: Split, info, batch_size: int | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split`` (in batches fit for its device by default)."""
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=split.images.device)
     correct = torch.zeros((), dtype=torch.long, device=split.images.device)
+    batch_size = batch_size or scoring_batch(split.images.device)
     for x, y in BatchSampler(split, info, batch_size, shuffle=False):
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum")

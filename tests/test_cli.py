@@ -104,6 +104,7 @@ def test_the_benchmark_runs_and_prints_its_figures_as_json(mirror_root):
     assert 0 < figures["dashboard"]["ratio"]
     room = figures["classroom"]
     assert room["onnx_kb"] > 0 and room["classset_imported"] == room["classset_drawings"] == 30
+    assert room["scoring_images"] == 2000 and room["scoring_batch"] == 128 and room["scoring_ratio"] > 0
     assert "Training throughput, batch 64" in out.stdout
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core import drawn
+from core import data, drawn
 from core.inference import classify, predict_proba, preprocess, to_ink
 from core.models import SeedCNN
 
@@ -104,6 +104,21 @@ def test_batches_predict_as_single_images_do():
     np.testing.assert_allclose(batch.sum(1), 1.0, rtol=1e-5)
     for i in range(10):
         np.testing.assert_allclose(predict_proba(model, images[i]), batch[i], rtol=1e-4, atol=1e-6)
+
+
+def test_many_images_are_scored_in_device_sized_batches_with_the_same_answers(monkeypatch):
+    model = SeedCNN().eval()
+    images = np.random.default_rng(0).random((301, 28, 28), dtype=np.float32)
+    assert data.scoring_batch("cpu") < data.scoring_batch("cuda")  # a GPU wants large batches, a CPU's cache small
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x: seen.append(len(x)) or forward(x))
+    chunked = predict_proba(model, images)
+    n = data.scoring_batch("cpu")
+    assert seen == [n] * (301 // n) + [301 % n]
+    monkeypatch.setattr(data, "CPU_SCORING_BATCH", 1000)
+    np.testing.assert_allclose(chunked, predict_proba(model, images), rtol=1e-5, atol=1e-6)  # one batch of 301
+    assert seen[-1] == 301 and predict_proba(model, images[:0]).shape == (0, 10)
 
 
 def test_to_ink_handles_grey_and_16_bit_arrays():
