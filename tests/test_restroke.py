@@ -90,4 +90,4 @@ def test_the_command_refuses_a_share_outside_zero_to_one_before_training_anythin
 
     with pytest.raises(SystemExit) as exit_:
         canvasmodel.main(["--cross-validate", "3", "--restroke", "1.5"])
-    assert exit_.value.code == 2 and "--restroke are shares between 0 and 1" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "--restroke and --elastic are shares between 0 and 1" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import sys
 
 from core import checkpoint
 from core import pendigits as P
-from core.canvasmodel import EPOCHS, FOLDS, MEMBERS, TILTS, build, cross_validate
+from core.canvasmodel import ELASTIC_ALPHA, ELASTIC_SIGMA, EPOCHS, FOLDS, MEMBERS, TILTS, build, cross_validate
 from core.models import MAX_MEMBERS, MAX_TILT
 
 
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restroke", type=float, default=0.0, metavar="SHARE",
                    help="with --cross-validate: this share of each MNIST batch re-drawn as canvas strokes, its "
                         "skeleton stroked with a round brush (the bundled recipe: 0)")
+    p.add_argument("--elastic", type=float, default=0.0, metavar="SHARE",
+                   help="with --cross-validate: this share of each MNIST batch elastically distorted (alpha "
+                        f"{ELASTIC_ALPHA:g} px, sigma {ELASTIC_SIGMA:g} px; the bundled recipe: 0)")
     p.add_argument("--tilt", type=float, default=TILTS[0], metavar="DEGREES",
                    help=f"each network also reads the drawing tilted this far either way (default {TILTS[0]:g}; "
                         "0: only as it is)")
@@ -69,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--tilt is between 0 and {MAX_TILT:g} degrees")
     tilts = (args.tilt, -args.tilt) if args.tilt else ()
     if args.cross_validate:
-        if not 0 <= args.thick <= 1 or not 0 <= args.restroke <= 1:
-            p.error("--thick and --restroke are shares between 0 and 1")
+        if not all(0 <= v <= 1 for v in (args.thick, args.restroke, args.elastic)):
+            p.error("--thick, --restroke and --elastic are shares between 0 and 1")
         _print_cross_validation(cross_validate(args.cross_validate, args.members, args.epochs, keep=args.keep,
-                                               thick=args.thick, restroke=args.restroke, tilts=tilts),
+                                               thick=args.thick, restroke=args.restroke, tilts=tilts,
+                                               elastic=args.elastic),
                                 args.cross_validate)
         return 0
     ckpt, metrics = build(args.epochs, args.seed, args.members, tilts=tilts)
