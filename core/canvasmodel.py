@@ -366,13 +366,19 @@ def _fold_members(mnist, fold: int, members: int, epochs: int, keep, log, thick:
     return nets
 
 
-def _answers(net: torch.nn.Module, images: np.ndarray, tilts) -> np.ndarray:
-    """One network's probabilities averaged over the drawing as it is and tilted by ``tilts``: what it adds to
-    an ensemble reading with those tilts (core.models.Ensemble). [N, 28, 28] in [0, 1] -> [N, 10]."""
+def _views(images: np.ndarray, tilts) -> list[torch.Tensor]:
+    """[N, 28, 28] in [0, 1] -> the drawings as they are and tilted by ``tilts``, each [N, 28, 28]: made once
+    for all of a fold's networks."""
+    x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1)
+    return [v[:, 0] for v in [x] + [M.tilted(x, a) for a in tilts]]
+
+
+def _answers(net: torch.nn.Module, views: list[torch.Tensor]) -> np.ndarray:
+    """One network's probabilities averaged over ``views`` (``_views``): what it adds to an ensemble reading
+    with those tilts (core.models.Ensemble). -> [N, 10]."""
     from core.inference import predict_proba
 
-    x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1)
-    return np.mean([predict_proba(net, v[:, 0]) for v in [x] + [M.tilted(x, a) for a in tilts]], axis=0)
+    return np.mean([predict_proba(net, v) for v in views], axis=0)
 
 
 def _fold_scores(nets, fold: int, tilts=TILTS) -> dict:
@@ -380,10 +386,11 @@ def _fold_scores(nets, fold: int, tilts=TILTS) -> dict:
     writers' digits and non-digits."""
     _, held = fold_writers(fold)
     samples = P.load(writers=held)
-    grid = P.render_grid(samples).reshape(-1, 28, 28)
+    grid = _views(P.render_grid(samples).reshape(-1, 28, 28), tilts)
     neg, refused = outlier.preprocessed(outlier.negatives(40, 100 + fold, held, "test")[0])
-    digit_probs = [_answers(n, grid, tilts) for n in nets]
-    neg_probs = [_answers(n, neg, tilts) for n in nets]
+    neg = _views(neg, tilts)
+    digit_probs = [_answers(n, grid) for n in nets]
+    neg_probs = [_answers(n, neg) for n in nets]
     labels = np.repeat([s.digit for s in samples], len(P.grid()))
     return {k: (np.mean(digit_probs[:k], 0), labels, np.mean(neg_probs[:k], 0), refused)
             for k in range(1, len(nets) + 1)}
