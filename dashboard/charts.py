@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Sequence
 
@@ -28,7 +29,7 @@ def finish(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) 
     top = (48 if big else 40) + ((40 if big else 30) if legend else 0)
     fig.update_layout(
         # from the chart's own left edge, not the plot's (which starts after the y axis's labels): a title
-        # fits a phone's width that way, with the type capped there (dashboard.widgets.LAYOUT_CSS)
+        # fits a narrow chart that way, with the type capped there (dashboard.widgets.LAYOUT_CSS)
         title=dict(text=title, font=dict(size=30 if big else 20, color=ink), x=0, xanchor="left", xref="container",
                    y=1, yanchor="top", yref="container", pad=dict(t=6, l=10)),
         height=int(height * 1.25) if big else height, margin=dict(l=10, r=10, t=top, b=10), font=text,
@@ -43,6 +44,21 @@ def finish(fig: go.Figure, title: str, height: int, y_title: str, x_title: str) 
         fig.update_xaxes(gridcolor="#6b7280", linecolor="#000", linewidth=2)
         fig.update_yaxes(gridcolor="#6b7280", linecolor="#000", linewidth=2)
     return fig
+
+
+LEGEND_CHARS = 24  # a legend entry's length: in a half-width chart on a projector, longer ones ran off its edge
+
+
+def legend_name(name: str) -> str:
+    """A run's name for a legend: escaped (plotly renders some HTML) and cut to ``LEGEND_CHARS`` with an
+    ellipsis; the hover shows it whole (``hover_name``)."""
+    short = name if len(name) <= LEGEND_CHARS else name[:LEGEND_CHARS - 1].rstrip() + "…"
+    return html.escape(short)
+
+
+def hover_name(name: str, x: str, y: str) -> str:
+    """A hover template naming the trace in full, then ``x`` and ``y`` (plotly template text)."""
+    return f"{html.escape(name)}<br>{x}, {y}<extra></extra>"
 
 
 def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:

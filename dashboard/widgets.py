@@ -148,8 +148,12 @@ LAYOUT_CSS = """<style>
   .stApp .st-key-draw-row [data-testid="stLayoutWrapper"]:has(> .st-key-draw-answer) { order: 1; }
   .stApp .st-key-draw-row [data-testid="stLayoutWrapper"]:has(> .st-key-draw-classset) { order: 2; }
 }
-/* a chart's title is one line of SVG text, which cannot wrap: on a phone, projector mode's is capped */
-@media (max-width: 640px) { .stApp .js-plotly-plot .gtitle { font-size: 20px !important; } }
+/* a chart's title and legend are SVG text, which cannot wrap: in a narrow chart (a phone, a side column in
+   projector mode) they are capped at the normal sizes */
+.stApp [data-testid="stPlotlyChart"] { container-type: inline-size; }
+@container (max-width: 480px) {
+  .stApp .js-plotly-plot .gtitle { font-size: 20px !important; }
+  .stApp .js-plotly-plot .legendtext { font-size: 15px !important; } }
 /* stacked on a narrow screen, the run (buttons, progress, chart) comes first; side by side, settings left */
 .stApp .st-key-train-layout { flex-wrap: wrap-reverse; align-items: stretch; }
 </style>"""

@@ -160,6 +160,14 @@ TRUNCATED = r"""() => {
         const r = t.getBoundingClientRect();
         if (r.left < b.left - 1 || r.right > b.right + 1) cut.push('chart title: ' + t.textContent.slice(0, 60));
     }
+    for (const p of document.querySelectorAll('.js-plotly-plot')) {  // a legend's entries too
+        const b = p.getBoundingClientRect();
+        if (b.width === 0) continue;
+        for (const t of p.querySelectorAll('.legendtext')) {
+            const r = t.getBoundingClientRect();
+            if (r.width > 0 && r.right > b.right + 1) cut.push('legend: ' + t.textContent.slice(0, 60));
+        }
+    }
     return cut;
 }"""
 

@@ -74,6 +74,16 @@ def test_the_live_loss_chart_shows_a_divergence_with_every_value_kept(mirror_roo
     assert calm.layout.yaxis.type != "log" and calm.layout.yaxis.range is None
 
 
+def test_a_long_run_name_is_cut_in_a_legend_and_named_whole_on_hover():
+    long = "lr 10 (far too high) (A learning rate <b>far</b> too high)"
+    short = charts.legend_name(long)
+    assert len(short) == charts.LEGEND_CHARS and short.endswith("…")
+    assert short.startswith("lr 10 (far too high) (A") and "<" not in charts.legend_name("a <b> c")
+    assert charts.legend_name("Run 1: seed MLP") == "Run 1: seed MLP"  # a short name as it is
+    hover = charts.hover_name(long, "step %{x}", "loss %{y:.3f}")
+    assert "&lt;b&gt;far&lt;/b&gt; too high)<br>step %{x}, loss %{y:.3f}" in hover  # whole, escaped
+
+
 def test_a_drawing_that_is_not_a_digit_is_called_that(monkeypatch):
     import core.inference as inference
 

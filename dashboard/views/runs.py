@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -73,10 +71,12 @@ if chosen:
             batches, epochs = [], []
         if batches:
             loss.add_trace(go.Scatter(x=[b["step"] for b in batches], y=charts.smooth([b["loss"] for b in batches]),
-                                      mode="lines", name=html.escape(r.name)))  # plotly renders some HTML
+                                      mode="lines", name=charts.legend_name(r.name),
+                                      hovertemplate=charts.hover_name(r.name, "step %{x}", "loss %{y:.3f}")))
         if epochs:
             acc.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] * 100 for e in epochs],
-                                     mode="lines+markers", name=html.escape(r.name)))
+                                     mode="lines+markers", name=charts.legend_name(r.name),
+                                     hovertemplate=charts.hover_name(r.name, "epoch %{x}", "%{y:.2f} %")))
     a, b = st.columns(2)
     title = "Loss (smoothed)"
     if any(charts.blew_up(list(t.y)) for t in loss.data):  # one diverged run would flatten every other onto 0
