@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -310,7 +311,41 @@ def bench_classroom(quick: bool) -> dict:
         out["classset_import_s"] = round(time.perf_counter() - t0, 3)
         out["classset_imported"] = report.added
     out.update(scoring_batches(ckpt.build(), quick))
+    out.update(listing_runs(ckpt, quick))
     return out
+
+
+def listing_runs(ckpt, quick: bool) -> dict:
+    """A class's runs listed as the Runs and Results pages list them every few seconds for each viewer: each
+    run.json opened, resolved and checked (the remembered ones forgotten before each listing), against the
+    listing that parses a run.json it has already checked and that has not changed. Milliseconds per listing."""
+    import tempfile
+
+    from core import runs
+    from core.trainer import EndEvent
+
+    count = 20 if quick else 200
+    with tempfile.TemporaryDirectory() as tmp:
+        store = runs.RunStore(Path(tmp))
+        first = store.save("a run", ckpt, [], [], EndEvent("finished", "", 6, 2812, 60.0, 9000.0, 0.99, 0.03))
+        for i in range(1, count):
+            folder = Path(tmp) / f"20260101-{i // 3600:02d}{i // 60 % 60:02d}{i % 60:02d}-{i:04x}"
+            folder.mkdir()
+            shutil.copy(first.folder / "run.json", folder / "run.json")
+        time.sleep(runs._SETTLED_NS / 1e9)  # a run.json written this moment is read each time, settled ones once
+        seconds = {}
+        for remembered in (False, True):
+            tries = []
+            for _ in range(5 if quick else 20):
+                if not remembered:
+                    runs._CHECKED.clear()
+                t0 = time.perf_counter()
+                listed = store.list()
+                tries.append(time.perf_counter() - t0)
+            seconds[remembered] = statistics.median(tries)
+    assert len(listed) == count
+    return {"runs_listed": count, "runs_list_read_ms": round(seconds[False] * 1000, 2),
+            "runs_list_ms": round(seconds[True] * 1000, 2), "runs_list_ratio": round(seconds[False] / seconds[True], 2)}
 
 
 def scoring_batches(model, quick: bool) -> dict:
@@ -496,6 +531,8 @@ def show_classroom(r: dict) -> None:
     say(f"MNIST's test set ({r['scoring_images']:,} images) scored in batches of {r['scoring_batch']:,}: "
         f"{r['scoring_s']:.2f} s, against {r['scoring_2000_s']:.2f} s in batches of 2,000 "
         f"({r['scoring_ratio']:.2f}x)")
+    say(f"{r['runs_listed']} runs listed: {r['runs_list_ms']:.1f} ms with unchanged run.json files remembered, "
+        f"against {r['runs_list_read_ms']:.1f} ms reading each ({r['runs_list_ratio']:.2f}x)")
 
 
 def show_gpu(r: dict) -> None:

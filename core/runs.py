@@ -28,6 +28,8 @@ import os
 import re
 import secrets
 import shutil
+import stat
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -132,12 +134,50 @@ def _scalar(value) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+# run.json's path -> (its file's identity when it was read, its text once checked). The Runs and Results pages
+# list every run every few seconds for every viewer; a run.json that is still the same file, unchanged, is
+# then parsed from here instead of opened, resolved and checked again. save() and rename() replace the file
+# (a new inode), so a changed run.json never matches; a link or anything else not a regular file is never kept.
+# A file changed within the last _SETTLED_NS is not kept either: file times tick coarsely, and a file edited in
+# place twice within one tick at the same size would look unchanged (git's "racy" index entries, the same fix).
+_CHECKED: dict[str, tuple[tuple, bytes]] = {}
+_CHECKED_MAX = 4096  # run.json files remembered; past that the memory is emptied and refilled
+_SETTLED_NS = 2_000_000_000
+
+
+def _identity(path: Path) -> tuple | None:
+    """What tells one version of a regular file from another without reading it; None for anything else, and
+    for a file changed too recently to tell."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _SETTLED_NS:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def _meta(folder: Path) -> dict:
     """run.json, checked to be what ``save`` writes; RunError saying what is wrong otherwise."""
+    path = folder / "run.json"
+    seen = _identity(path)  # taken before reading: a file replaced meanwhile is read again next time
+    kept = _CHECKED.get(str(path))
+    if seen is not None and kept is not None and kept[0] == seen:
+        return json.loads(kept[1])  # a fresh dict each time: callers may change theirs
     try:
-        raw = read_regular(folder / "run.json", MAX_RUN_JSON, "run.json", inside=folder)
+        raw = read_regular(path, MAX_RUN_JSON, "run.json", inside=folder)
     except FileRefused as err:
         raise RunError(str(err)) from None
+    meta = _checked(raw)
+    if seen is not None:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[str(path)] = (seen, raw)
+    return meta
+
+
+def _checked(raw: bytes) -> dict:
+    """run.json's bytes as the dict ``save`` wrote; RunError saying what is wrong otherwise."""
     try:
         meta = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -105,6 +105,7 @@ def test_the_benchmark_runs_and_prints_its_figures_as_json(mirror_root):
     room = figures["classroom"]
     assert room["onnx_kb"] > 0 and room["classset_imported"] == room["classset_drawings"] == 30
     assert room["scoring_images"] == 2000 and room["scoring_batch"] == 128 and room["scoring_ratio"] > 0
+    assert room["runs_listed"] == 20 and room["runs_list_ms"] > 0 and room["runs_list_ratio"] > 0
     assert "Training throughput, batch 64" in out.stdout
 
 

@@ -253,3 +253,38 @@ def test_the_runs_page_and_the_class_set_page_name_a_skipped_folder(tmp_path, ru
     assert any(bad in c.value.replace("\\", "") for c in at.caption)
     options = at.selectbox(key="classset.model").options
     assert sum("Run:" in o for o in options) == 2
+
+
+def test_an_unchanged_run_json_is_read_once_and_any_change_is_seen(tmp_path, monkeypatch):
+    from core import runs
+
+    reads = []
+    real_read = runs.read_regular
+    monkeypatch.setattr(runs, "read_regular", lambda path, *a, **k: reads.append(path) or real_read(path, *a, **k))
+    monkeypatch.setattr(runs, "_CHECKED", {})
+    store = RunStore(tmp_path / "runs")
+    rec = store.save("first name", *fake_run())
+    meta_path = rec.folder / "run.json"
+    store.list(), store.list()
+    assert len(reads) == 3  # save's own get() and both listings: a file written this moment is not trusted yet
+
+    monkeypatch.setattr(runs, "_SETTLED_NS", 0)  # as if the file had been written long ago
+    reads.clear()
+    store.list(), store.list(), store.get(rec.id)
+    assert len(reads) == 1
+    store.list()[0].settings["lr"] = 5.0  # a caller changing its copy changes nobody else's
+    assert store.list()[0].settings == {"lr": 0.1} and len(reads) == 1
+
+    store.rename(rec.id, "second name")  # written anew: another file
+    assert store.list()[0].name == "second name"
+    stat = meta_path.stat()
+    meta_path.write_text(meta_path.read_text().replace("second name", "SECOND NAME"))  # in place, same size
+    os.utime(meta_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and its modification time put back
+    assert store.list()[0].name == "SECOND NAME"  # its change time moved all the same
+
+    meta_path.write_text("[]")
+    assert store.list() == [] and "not an object" in store.skipped_note()
+    meta_path.unlink()
+    meta_path.symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"name": "moved", "created": "2026-01-01"}))
+    assert store.list() == [] and "points outside its folder" in store.skipped_note()
