@@ -237,10 +237,8 @@ def elastic(x: torch.Tensor, gen: torch.Generator, alpha: float = ELASTIC_ALPHA,
     field = F.conv2d(F.pad(field, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
     field = F.conv2d(F.pad(field, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
     field = field.view(b, 2, h, w).permute(0, 2, 3, 1) * alpha  # pixels, (dx, dy)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    base = torch.stack([xs, ys], -1).to(x.device)
-    at = base + field  # where each output pixel reads from, in pixels; to [-1, 1] with align_corners=False
-    grid = (at + 0.5) / torch.tensor([w, h], dtype=torch.float32, device=x.device) * 2 - 1
+    per_pixel = torch.tensor([2 / w, 2 / h], dtype=torch.float32, device=x.device)  # a pixel's width in [-1, 1]
+    grid = M.pixel_centres(h, w, device=x.device) + field * per_pixel  # where each output pixel reads from
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 

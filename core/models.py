@@ -209,11 +209,17 @@ def tilted(x: torch.Tensor, degrees: float) -> torch.Tensor:
     a = math.radians(degrees)
     c, s = math.cos(a), math.sin(a)
     h, w = x.shape[-2], x.shape[-1]
-    ys = (torch.arange(h, dtype=x.dtype, device=x.device) * 2 + 1) / h - 1  # pixel centres in [-1, 1]
-    xs = (torch.arange(w, dtype=x.dtype, device=x.device) * 2 + 1) / w - 1
-    gx, gy = xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)
+    gx, gy = pixel_centres(h, w, x.dtype, x.device).unbind(-1)
     grid = torch.stack((c * gx - s * gy, s * gx + c * gy), dim=-1).unsqueeze(0).expand(x.shape[0], h, w, 2)
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def pixel_centres(h: int, w: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """[h, w, 2]: each pixel's centre as (x, y) in [-1, 1], where ``grid_sample`` with ``align_corners=False``
+    reads it; a sampling grid that leaves an image as it is."""
+    ys = (torch.arange(h, dtype=dtype, device=device) * 2 + 1) / h - 1
+    xs = (torch.arange(w, dtype=dtype, device=device) * 2 + 1) / w - 1
+    return torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)), dim=-1)
 
 
 def is_seed(cfg: ModelConfig) -> bool:
