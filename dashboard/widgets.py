@@ -132,6 +132,8 @@ LAYOUT_CSS = """<style>
 .stApp [data-testid="stLayoutWrapper"]:has(> .st-key-draw-answer) { flex: 1 1 280px; min-width: min(100%, 280px); }
 .stApp [data-testid="stLayoutWrapper"]:has(> .st-key-eval-confusion) { flex: 1.2 1 460px; min-width: min(100%, 460px); }
 .stApp [data-testid="stLayoutWrapper"]:has(> .st-key-eval-side) { flex: 1 1 300px; min-width: min(100%, 300px); }
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-runs-loss),
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-runs-acc) { flex: 1 1 340px; min-width: min(100%, 340px); }
 @media (max-width: 1400px) {  /* a projector or a small laptop: the page's wide side margins go to the content */
   .stApp [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 3.5rem; }
 }
@@ -178,6 +180,9 @@ html { font-size: 20px; }
 .stApp .st-key-draw-answer h2 { font-size: 3.6rem !important; }
 @media (max-width: 480px) { .stApp .st-key-draw-answer h2 { font-size: 2.8rem !important; } }
 .stApp .st-key-draw-answer h3 { font-size: 2rem !important; }
+/* larger type needs wider charts: the Runs page's two stack unless each gets 420 px */
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-runs-loss),
+.stApp [data-testid="stLayoutWrapper"]:has(> .st-key-runs-acc) { flex-basis: 420px; min-width: min(100%, 420px); }
 </style>"""
 
 

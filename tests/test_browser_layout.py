@@ -2,7 +2,8 @@
 
 One server and one browser for the whole module; one browser context per screen size. For each page
 and mode: nothing a person must use is cut (no button or metric text wider than its box), and a
-screenshot lands in the artifacts. On Draw: the whole canvas lies inside the screen and inside its
+screenshot lands in the artifacts. On Runs, two saved runs' charts sit side by side only where each is
+wide enough for its type. On Draw: the whole canvas lies inside the screen and inside its
 own box, a digit drawn with the mouse (or a finger, on the touch sizes) is read back, and projector
 mode makes the answer large enough for the back row.
 """
@@ -36,9 +37,26 @@ TITLES = {"home": "Digit Lab", "train": "Train a network", "draw": "Draw a digit
           "glossary": "Glossary", "results": None}
 
 
+def two_runs(folder) -> None:
+    """Two finished runs with long names, so that Runs draws its two charts with a legend each."""
+    import math
+
+    from core import checkpoint, models as M
+    from core.runs import RunStore
+    from core.trainer import BatchEvent, EndEvent, EpochEvent
+
+    for name, lr in (("CNN with Adam, lr 0.001, batch 64", 1e-3), ("MLP with SGD and a very long name for a run", 0.1)):
+        ckpt = checkpoint.from_model(M.build_model(M.CNNConfig()), M.CNNConfig(), metrics={"test_acc": 0.98},
+                                     train_config={"optimizer": "adam", "lr": lr, "batch_size": 64})
+        batches = [BatchEvent(i, 1 + i // 300, 2.3 * math.exp(-i / 200) + 0.05, lr, 900.0) for i in range(1, 900)]
+        epochs = [EpochEvent(e, 0.3 / e, 0.9 + e / 100, 0.2 / e, 0.95 + e / 100, 10.0, 10.0 * e) for e in (1, 2, 3)]
+        RunStore(folder).save(name, ckpt, batches, epochs, EndEvent("finished", "", 3, 900, 30.0, 900.0, 0.98, 0.05))
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, mirror_root):
     home = tmp_path_factory.mktemp("layout") / "home"
+    two_runs(home / "runs")
     srv = StreamlitServer(home, {"DIGITLAB_CLASSSET": str(home / "classset")})
     yield srv
     srv.stop()
@@ -86,6 +104,18 @@ def check_draw(pg, size: str, touch: bool, projector: bool) -> None:
         # a screen or a projector: 72 px, read from the back row; a phone in a hand: as large as fits one line
         assert px >= (72 if vw >= 768 else 48), f"{size}: the prediction is {px} px in projector mode"
         assert lines == 1, f"{size}: the word 'Prediction:' breaks over {lines} lines"  # the digit may go below
+
+
+def check_runs(pg, size: str, projector: bool) -> None:
+    """The loss and accuracy charts sit side by side only where each gets the width its type needs."""
+    pg.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .gtitle').length >= 2")
+    settled(pg)
+    loss, acc = (pg.locator(f".st-key-runs-{k} .js-plotly-plot").first.bounding_box() for k in ("loss", "acc"))
+    least = 420 if projector else 340  # widget.py's rules, less the chart's own inner padding
+    if abs(loss["y"] - acc["y"]) < 1:
+        assert min(loss["width"], acc["width"]) >= least - 24, f"{size}: side by side at {loss['width']:.0f} px"
+    else:
+        assert acc["y"] >= loss["y"] + loss["height"], f"{size}: the accuracy chart overlaps the loss chart"
 
 
 def in_view(pg, locator) -> bool:
@@ -168,6 +198,8 @@ def test_every_page_fits_and_nothing_is_cut(browser, server, size):
                     value_px[mode] = value
                 if name == "draw":
                     check_draw(pg, size, touch, projector)
+                if name == "runs":
+                    check_runs(pg, size, projector)
                 pg.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)")
                 cut = pg.evaluate(TRUNCATED)
                 if cut:

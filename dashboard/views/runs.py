@@ -77,19 +77,22 @@ if chosen:
             acc.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_acc"] * 100 for e in epochs],
                                      mode="lines+markers", name=charts.legend_name(r.name),
                                      hovertemplate=charts.hover_name(r.name, "epoch %{x}", "%{y:.2f} %")))
-    a, b = st.columns(2)
+    with st.container(horizontal=True, gap="medium", key="runs-charts"):  # side by side when both fit, else stacked
+        a, b = st.container(key="runs-loss"), st.container(key="runs-acc")
     title = "Loss (smoothed)"
     if any(charts.blew_up(list(t.y)) for t in loss.data):  # one diverged run would flatten every other onto 0
         loss.update_yaxes(type="log", autorange=True)
         title = "Loss (smoothed, log scale)"
     charts.finish(loss, title, 340, "cross-entropy", "step")
-    if len(loss.data) > 1:  # run names are long: in a half-width chart the legend takes a line each, above the plot
-        loss.update_layout(margin=dict(t=loss.layout.margin.t + 26 * (len(loss.data) - 1)))
+    charts.finish(acc, "Test accuracy per epoch", 340, "%", "epoch")
+    for fig in (loss, acc):
+        if len(fig.data) > 1:  # run names are long: in a half-width chart the legend takes a line each, above the plot
+            fig.update_layout(margin=dict(t=fig.layout.margin.t + 26 * (len(fig.data) - 1)))
     a.plotly_chart(loss, key="runs.loss",
                    config={"displayModeBar": False})
     if acc.data:
         acc.update_yaxes(range=[0, 100])  # from zero, as on Evaluate: a height is an accuracy
-        b.plotly_chart(charts.finish(acc, "Test accuracy per epoch", 340, "%", "epoch"), key="runs.acc",
+        b.plotly_chart(acc, key="runs.acc",
                        config={"displayModeBar": False})
     else:
         b.info("No epoch has ended in these runs yet, so there is no test accuracy per epoch to draw. The table's "
