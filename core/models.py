@@ -71,6 +71,7 @@ class CNNConfig:
     fc: tuple[int, ...] = (120, 84)  # hidden widths of the classifier head
     dropout: float = 0.0  # before each fc layer
     batch_norm: bool = False  # after each conv
+    convs: int = 1  # conv layers before each pool: 2 puts a 3x3 conv (padding 1, same width) after each 5x5
     kind: str = "cnn"
 
 
@@ -118,6 +119,8 @@ def _check(cfg: ModelConfig) -> None:
     widths = cfg.hidden if isinstance(cfg, MLPConfig) else tuple(cfg.channels) + tuple(cfg.fc)
     if isinstance(cfg, CNNConfig) and len(cfg.channels) != 2:
         raise ValueError("a CNN config has exactly two conv layers")
+    if isinstance(cfg, CNNConfig) and (isinstance(cfg.convs, bool) or cfg.convs not in (1, 2)):
+        raise ValueError("a CNN has 1 or 2 conv layers before each pool")
     if len(cfg.hidden if isinstance(cfg, MLPConfig) else cfg.fc) > MAX_LAYERS:
         raise ValueError(f"at most {MAX_LAYERS} hidden layers")
     if any(int(w) < 1 or int(w) > 4096 for w in widths):
@@ -153,10 +156,14 @@ class CNN(nn.Module):
         _check(cfg)
         c1, c2 = cfg.channels
         bn = (lambda c: nn.BatchNorm2d(c)) if cfg.batch_norm else (lambda c: nn.Identity())
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 5), bn(c1), nn.ReLU(), nn.MaxPool2d(2, 2),  # [B, c1, 12, 12]
-            nn.Conv2d(c1, c2, 5), bn(c2), nn.ReLU(), nn.MaxPool2d(2, 2),  # [B, c2, 4, 4]
-        )
+
+        def stage(c_in: int, c: int) -> list[nn.Module]:  # the 5x5 conv, a 3x3 one after it when asked, the pool
+            layers = [nn.Conv2d(c_in, c, 5), bn(c), nn.ReLU()]  # built in the order they run: seeded builds
+            if cfg.convs == 2:  # draw their initial weights in that order too (``initialise``)
+                layers += [nn.Conv2d(c, c, 3, padding=1), bn(c), nn.ReLU()]
+            return layers + [nn.MaxPool2d(2, 2)]
+
+        self.features = nn.Sequential(*stage(1, c1), *stage(c1, c2))  # [B, c1, 12, 12], then [B, c2, 4, 4]
         head: list[nn.Module] = [nn.Flatten()]
         width = c2 * 4 * 4
         for h in cfg.fc:
@@ -310,6 +317,8 @@ def describe(cfg: ModelConfig) -> str:
         parts = ["MLP 784-" + "-".join(map(str, cfg.hidden)) + "-10"]
     else:
         parts = ["CNN " + "-".join(map(str, cfg.channels)) + " / " + "-".join(map(str, cfg.fc))]
+        if cfg.convs == 2:
+            parts.append("two convs a stage")
     if cfg.batch_norm:
         parts.append("batch norm")
     if cfg.dropout:
@@ -335,6 +344,8 @@ def config_to_dict(cfg: ModelConfig) -> dict:
             d["tilts"] = list(cfg.tilts)
         return d
     d = asdict(cfg)
+    if d.get("convs") == 1:  # written only when not 1: a CNN with one conv a stage reads as it always did
+        del d["convs"]
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -362,6 +373,8 @@ def config_from_dict(d: dict) -> ModelConfig:
             v = float(v)
         elif k == "batch_norm":
             v = bool(v)
+        elif k == "convs" and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ValueError("model config field 'convs' must be an integer")
         kwargs[k] = v
     cfg = cls(**kwargs)
     _check(cfg)

@@ -50,13 +50,31 @@ def test_registered_models_are_named_and_counted_from_their_configs():
     {"kind": "cnn", "channels": [6, 16, 32]},
     {"kind": "mlp", "dropout": 1.5},
     {"kind": "mlp", "evil": 1},
+    {"kind": "cnn", "convs": 3},
+    {"kind": "cnn", "convs": True},
+    {"kind": "cnn", "convs": "2"},
 ])
 def test_invalid_model_configs_are_refused(bad):
     with pytest.raises(ValueError):
         M.config_from_dict(bad)
 
 
-@pytest.mark.parametrize("cfg", [M.MLPConfig(), M.CNNConfig(), M.REGISTRY["deep-mlp"], M.REGISTRY["wide-cnn"]])
+def test_a_cnn_with_two_convs_a_stage_adds_a_3x3_conv_after_each_5x5_and_says_so():
+    one = M.CNNConfig(channels=(32, 64), fc=(128,), batch_norm=True)
+    two = M.CNNConfig(channels=(32, 64), fc=(128,), batch_norm=True, convs=2)
+    model = M.build_model(two).eval()
+    assert [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [
+        (32, 1, 5, 5), (32, 32, 3, 3), (64, 32, 5, 5), (64, 64, 3, 3)]
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    # the 3x3 convs (with their batch norms) are all it adds: the head sees the same 64 x 4 x 4
+    assert M.count_parameters(two) - M.count_parameters(one) == 32 * 32 * 9 + 32 + 2 * 32 + 64 * 64 * 9 + 64 + 2 * 64
+    assert M.describe(two) == "CNN 32-64 / 128, two convs a stage, batch norm"
+    assert M.config_from_dict(M.config_to_dict(two)) == two and M.config_to_dict(two)["convs"] == 2
+    assert "convs" not in M.config_to_dict(one)  # a checkpoint of one conv a stage is written as it always was
+
+
+@pytest.mark.parametrize("cfg", [M.MLPConfig(), M.CNNConfig(), M.REGISTRY["deep-mlp"], M.REGISTRY["wide-cnn"],
+                                 M.CNNConfig(channels=(8, 16), batch_norm=True, convs=2)])
 def test_a_model_built_from_a_generator_has_the_weights_a_seeded_build_has(cfg):
     torch.manual_seed(5)
     seeded = M.build_model(cfg).state_dict()
