@@ -288,7 +288,7 @@ def random_affine(x: torch.Tensor, aug: Augment, generator: torch.Generator | No
 
 # How many images a model scores at once when it only answers (no gradients). On a CPU a small batch's
 # activations stay in cache: the bundled model (three CNNs, nine readings an image) scores MNIST's test set
-# 1.7x faster in batches of 128 than of 2,000 (``python -m bench --only classroom``). A GPU wants large ones.
+# 1.5x faster in batches of 128 than of 2,000 (``python -m bench --only classroom``). A GPU wants large ones.
 CPU_SCORING_BATCH = 128
 ACCELERATOR_SCORING_BATCH = 2000
 

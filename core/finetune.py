@@ -48,8 +48,8 @@ AUGMENT = Augment(degrees=10.0, translate=0.08, scale=(0.9, 1.1), shear=8.0, thi
 
 # Fine-tunes at once on this server, as many as training runs (one per two cores); the others wait their turn,
 # first come first served. A class pressing the button together gets its results one after another, the first
-# in seconds, instead of all of them at the very end (python -m bench --only pen: three pages, the first after
-# 16.0 s and the last after 48.4 s in turns, against 44.3 s and 44.5 s all at once).
+# within half a minute, instead of all of them at the very end (python -m bench --only pen: three pages, the
+# first after 29.5 s and the last after 99.9 s in turns, against 79.2 s and 81.4 s all at once).
 TURNS = SlotPool(default_slots())
 _tickets = itertools.count(1)
 

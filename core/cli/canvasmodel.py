@@ -17,7 +17,8 @@ import sys
 
 from core import checkpoint
 from core import pendigits as P
-from core.canvasmodel import ELASTIC_ALPHA, ELASTIC_SIGMA, EPOCHS, FOLDS, MEMBERS, TILTS, build, cross_validate
+from core.canvasmodel import (ELASTIC_ALPHA, ELASTIC_SIGMA, EPOCHS, FOLDS, MEMBER, MEMBERS, TILTS, build,
+                              cross_validate)
 from core.models import MAX_MEMBERS, MAX_TILT
 
 
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--elastic", type=float, default=0.0, metavar="SHARE",
                    help="with --cross-validate: this share of each MNIST batch elastically distorted (alpha "
                         f"{ELASTIC_ALPHA:g} px, sigma {ELASTIC_SIGMA:g} px; the bundled recipe: 0)")
+    p.add_argument("--convs", type=int, choices=(1, 2), default=MEMBER.convs,
+                   help="with --cross-validate: conv layers before each pool in each network, 2 adding a 3x3 conv "
+                        f"after each 5x5 (the bundled recipe: {MEMBER.convs})")
     p.add_argument("--tilt", type=float, default=TILTS[0], metavar="DEGREES",
                    help=f"each network also reads the drawing tilted this far either way (default {TILTS[0]:g}; "
                         "0: only as it is)")
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--thick, --restroke and --elastic are shares between 0 and 1")
         _print_cross_validation(cross_validate(args.cross_validate, args.members, args.epochs, keep=args.keep,
                                                thick=args.thick, restroke=args.restroke, tilts=tilts,
-                                               elastic=args.elastic),
+                                               elastic=args.elastic, convs=args.convs),
                                 args.cross_validate)
         return 0
     ckpt, metrics = build(args.epochs, args.seed, args.members, tilts=tilts)
