@@ -232,9 +232,10 @@ def test_look_inside_a_drawing(page, server):
     page.locator("button", has_text="Inside the network").click()
     expect(page.get_by_text("Learned conv1 filters (5×5)")).to_be_visible()
     cfg = checkpoint.load(paths.BUNDLED_MODEL).model_config
-    channels = getattr(cfg, "member", cfg).channels[-1]  # the second conv of the bundled model's (first) network
+    member = getattr(cfg, "member", cfg)  # the bundled model's (first) network
+    channels, last_conv = member.channels[-1], 2 * member.convs  # its last conv layer's width, and its number
     expect(page.get_by_text(re.compile(rf"pool2: {channels} maps of 4×4"))).to_be_visible()
-    page.get_by_text(re.compile(rf"conv2: {channels} maps")).scroll_into_view_if_needed()
+    page.get_by_text(re.compile(rf"conv{last_conv}: {channels} maps")).scroll_into_view_if_needed()
     images_loaded(page)
     page.screenshot(path=SHOTS / "12-draw-inside-cnn.png", full_page=True)
 

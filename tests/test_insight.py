@@ -71,22 +71,25 @@ def test_smoothgrad_is_smoother_than_the_raw_gradient(bundled):
 def test_feature_maps_match_an_independent_forward_pass(bundled):
     image = seven()
     maps = dict(insight.feature_maps(bundled, image))
-    assert list(maps) == ["conv1", "pool1", "conv2", "pool2"]
+    assert list(maps) == ["conv1", "conv2", "pool1", "conv3", "conv4", "pool2"]  # a 3x3 conv after each 5x5
     x = to_tensor(image)
     net = insight.looked_into(bundled)[0]  # the bundled model's first network: its maps are the ones shown
-    conv1, bn1, _, _, conv2, bn2, _, _ = net.features  # conv, batch norm, ReLU, pool, twice
+    # (5x5 conv, batch norm, ReLU, 3x3 conv, batch norm, ReLU, pool), twice
+    conv1, bn1, _, conv2, bn2, _, _, conv3, bn3, _, conv4, bn4, _, _ = net.features
 
     def norm(t, bn):  # batch norm as it runs in eval mode, from its running statistics
         return F.batch_norm(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
     with torch.no_grad():
         c1 = F.conv2d(x, conv1.weight, conv1.bias)
-        p1 = F.max_pool2d(F.relu(norm(c1, bn1)), 2)
-        c2 = F.conv2d(p1, conv2.weight, conv2.bias)
-        p2 = F.max_pool2d(F.relu(norm(c2, bn2)), 2)
-    for name, ref in [("conv1", c1), ("pool1", p1), ("conv2", c2), ("pool2", p2)]:
+        c2 = F.conv2d(F.relu(norm(c1, bn1)), conv2.weight, conv2.bias, padding=1)
+        p1 = F.max_pool2d(F.relu(norm(c2, bn2)), 2)
+        c3 = F.conv2d(p1, conv3.weight, conv3.bias)
+        c4 = F.conv2d(F.relu(norm(c3, bn3)), conv4.weight, conv4.bias, padding=1)
+        p2 = F.max_pool2d(F.relu(norm(c4, bn4)), 2)
+    for name, ref in [("conv1", c1), ("conv2", c2), ("pool1", p1), ("conv3", c3), ("conv4", c4), ("pool2", p2)]:
         np.testing.assert_allclose(maps[name], ref[0].numpy(), rtol=1e-4, atol=1e-4)
-    width1, width2 = conv1.out_channels, conv2.out_channels
+    width1, width2 = conv1.out_channels, conv3.out_channels
     assert maps["conv1"].shape == (width1, 24, 24) and maps["pool2"].shape == (width2, 4, 4)
     assert insight.conv_filters(bundled).shape == (width1, 5, 5)
     np.testing.assert_array_equal(insight.conv_filters(bundled), conv1.weight[:, 0].detach().numpy())
